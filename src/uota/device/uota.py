@@ -1,0 +1,1088 @@
+# uota: over-the-air updates for MicroPython (and CPython) devices.
+#
+# The update flow, top to bottom:
+#   check_for_updates(): recover -> read uota.cfg -> GET latest -> compare versions
+#                        -> GET the archive into tmp_filename, hashing as it streams
+#                        -> record the verified download in the state file
+#   install_new_firmware(): validate the whole archive (names, types, sizes, space)
+#                        -> journal "installing" -> write every file beside its target,
+#                        rename over -> new uota.cfg -> delete list -> version (commit)
+#                        -> remove archive and state file
+#   recover(): finishes an install that a reset interrupted; call it first in boot.py.
+#
+# On-flash state (all paths relative to the current directory, the device's root):
+#   uota.state  "ready|installing;version;size;sha256;archive\n" then one excluded
+#               entry per line, then "end\n". Replaced atomically (written beside,
+#               renamed over); a file without its "end" line is ignored.
+#   <path>.uota-new  a file being written; renamed over <path> once complete.
+#
+# MIT license.
+
+import os
+import gc
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(value):
+        return value
+
+
+VERSION = "0.1.0"
+
+_CHUNK = const(1024)  # the one I/O buffer: socket, hash, tar headers and file data
+_LATEST_MAX = const(512)  # a longer `latest` is refused
+_LINE_MAX = const(512)  # longest HTTP header line accepted
+_HEADERS_MAX = const(8192)  # whole header block
+_REDIRECTS_MAX = const(5)
+_NAME_MAX = const(255)  # longest member path
+_MEMBERS_MAX = const(2000)
+_SMALL_MEMBER_MAX = const(4096)  # `version`, `uota.cfg` and pax/GNU name records
+_TMP_SUFFIX = ".uota-new"
+_STATE = "uota.state"
+_PIN_FAILED = (
+    "Certificate pinning failed, the hash of server public key does not match. "
+    "Aborting the update."
+)
+
+
+class UotaError(Exception):
+    """Base of every error this module reports."""
+
+
+class DownloadError(UotaError):
+    """The server or the network failed us."""
+
+
+class VerifyError(UotaError):
+    """What the server sent, or what is on flash, is not acceptable."""
+
+
+# ---------------------------------------------------------------- compatibility shims
+
+
+def _log(level, msg):
+    try:
+        import logging
+
+        getattr(logging.getLogger("uota"), level)(msg)
+    except ImportError:
+        print(msg)
+
+
+def _sha256():
+    try:
+        import hashlib
+    except ImportError:
+        import uhashlib as hashlib
+    return hashlib.sha256()
+
+
+def _hex(digest):
+    import binascii
+
+    return binascii.hexlify(digest).decode()
+
+
+def _gunzip(f, wbits):
+    """A stream of the decompressed gzip file f with readinto(); wbits sizes its window."""
+    try:
+        import deflate  # MicroPython >= 1.21
+
+        return deflate.DeflateIO(f, deflate.GZIP, wbits)
+    except ImportError:
+        pass
+    try:
+        import zlib
+    except ImportError:
+        import uzlib as zlib
+    if hasattr(zlib, "DecompIO"):  # MicroPython < 1.21
+        return zlib.DecompIO(f, 16 + wbits)
+    return _ZlibStream(f, zlib)
+
+
+class _ZlibStream:
+    # CPython has no streaming gzip reader with readinto() that bounds its output.
+    def __init__(self, f, zlib):
+        self.f = f
+        self.error = zlib.error
+        self.z = zlib.decompressobj(47)
+        self.pending = b""
+
+    def readinto(self, buf):
+        try:
+            while not self.pending:
+                if self.z.eof:
+                    return 0
+                data = self.z.unconsumed_tail or self.f.read(_CHUNK)
+                if not data:
+                    raise VerifyError("archive is truncated")
+                self.pending = self.z.decompress(data, len(buf))
+        except self.error as e:
+            raise VerifyError("archive is not a valid gzip file: %s" % e)
+        n = min(len(self.pending), len(buf))
+        buf[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+
+def _stream(sock):
+    # MicroPython sockets are streams; CPython's need a raw file object for readinto().
+    return sock if hasattr(sock, "readinto") else sock.makefile("rwb", 0)
+
+
+def _wrap_tls(sock, host):
+    import ssl
+
+    if hasattr(ssl, "SSLContext"):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if hasattr(ctx, "check_hostname"):
+            ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # no CA bundle on a device: pin the key instead
+        return ctx.wrap_socket(sock, server_hostname=host)
+    return ssl.wrap_socket(sock, server_hostname=host)
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _is_dir(path):
+    try:
+        return os.stat(path)[0] & 0x4000 != 0
+    except OSError:
+        return False
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- formats: uota.cfg
+
+
+def parse_cfg(text):
+    """Read the uota.cfg dict literal without eval: literals only, code is refused."""
+    try:
+        value, pos = _literal(text, _skip(text, 0), 0)
+    except (ValueError, TypeError) as e:  # a bad escape, an unhashable key
+        raise VerifyError("uota.cfg: %s" % e)
+    if _skip(text, pos) != len(text):
+        raise VerifyError("uota.cfg: unexpected text at offset %d" % pos)
+    if not isinstance(value, dict):
+        raise VerifyError("uota.cfg must be a dict")
+    return value
+
+
+def _skip(text, pos):
+    # whitespace and comments
+    n = len(text)
+    while pos < n:
+        c = text[pos]
+        if c == "#":
+            while pos < n and text[pos] != "\n":
+                pos += 1
+        elif c in " \t\r\n":
+            pos += 1
+        else:
+            break
+    return pos
+
+
+_CLOSE = {"{": "}", "[": "]", "(": ")"}
+_WORDS = {"True": True, "False": False, "None": None}
+
+
+def _literal(text, pos, depth):
+    if pos >= len(text):
+        raise VerifyError("uota.cfg: unexpected end")
+    if depth > 8:
+        raise VerifyError("uota.cfg: nested too deeply")
+    c = text[pos]
+    if c in _CLOSE:
+        return _container(text, pos + 1, c, depth + 1)
+    if c in "'\"":
+        return _string(text, pos)
+    end = pos
+    while end < len(text) and (text[end].isalpha() or text[end].isdigit() or text[end] in "_.+-"):
+        end += 1
+    word = text[pos:end]
+    if word in _WORDS:
+        return _WORDS[word], end
+    try:
+        return (float(word) if "." in word or "e" in word else int(word)), end
+    except ValueError:
+        raise VerifyError("uota.cfg: not a literal at offset %d: %r" % (pos, text[pos : pos + 20]))
+
+
+def _container(text, pos, opener, depth):
+    items = []
+    closer = _CLOSE[opener]
+    while True:
+        pos = _skip(text, pos)
+        if pos < len(text) and text[pos] == closer:
+            break
+        key, pos = _literal(text, pos, depth)
+        pos = _skip(text, pos)
+        if opener == "{":
+            if pos >= len(text) or text[pos] != ":":
+                raise VerifyError("uota.cfg: expected ':' at offset %d" % pos)
+            value, pos = _literal(text, _skip(text, pos + 1), depth)
+            items.append((key, value))
+            pos = _skip(text, pos)
+        else:
+            items.append(key)
+        if pos < len(text) and text[pos] == ",":
+            pos += 1
+        elif pos >= len(text) or text[pos] != closer:
+            raise VerifyError("uota.cfg: expected ',' or %r at offset %d" % (closer, pos))
+    if opener == "{":
+        return dict(items), pos + 1
+    return (items if opener == "[" else tuple(items)), pos + 1
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", "'": "'", '"': '"'}
+
+
+def _string(text, pos):
+    quote = text[pos]
+    out = []
+    pos += 1
+    while pos < len(text):
+        c = text[pos]
+        if c == quote:
+            return "".join(out), pos + 1
+        if c == "\n":
+            break
+        if c == "\\" and pos + 1 < len(text):
+            e = text[pos + 1]
+            if e == "x":
+                c = chr(int(text[pos + 2 : pos + 4], 16))
+                pos += 2
+            elif e in _ESCAPES:
+                c = _ESCAPES[e]
+            else:
+                raise VerifyError("uota.cfg: unknown escape at offset %d" % pos)
+            pos += 1
+        out.append(c)
+        pos += 1
+    raise VerifyError("uota.cfg: unterminated string")
+
+
+def _read_cfg():
+    try:
+        with open("uota.cfg") as f:
+            cfg = parse_cfg(f.read())
+    except OSError:
+        raise VerifyError("cannot read uota.cfg")
+    for key in ("url", "tmp_filename"):
+        if not isinstance(cfg.get(key), str) or not cfg[key]:
+            raise VerifyError("uota.cfg: %s must be a non-empty string" % key)
+    if not cfg["url"].endswith("/"):
+        cfg["url"] += "/"
+    return cfg
+
+
+# ---------------------------------------------------------------- formats: latest, versions
+
+
+def parse_latest(text):
+    """`version;filename[;free_kB[;sha256]]` -> (version, filename, free_kb, sha256 or None)."""
+    if len(text) > _LATEST_MAX + 2:
+        raise VerifyError("latest is longer than %d bytes" % _LATEST_MAX)
+    line = text.strip()
+    if line.endswith(";"):
+        line = line[:-1]
+    if not line or "\n" in line or "<" in line:
+        raise VerifyError("latest is not a version;filename line")
+    fields = line.split(";")
+    if len(fields) < 2:
+        raise VerifyError("latest needs at least version;filename")
+    version, filename = fields[0].strip(), fields[1].strip()
+    parse_version(version)
+    if not filename or "/" in filename or "\\" in filename or filename in (".", ".."):
+        raise VerifyError("latest names an unsafe file: %r" % filename)
+    free_kb = 0
+    if len(fields) > 2:
+        kb = fields[2].strip()
+        if not kb.isdigit():
+            raise VerifyError("latest: free space must be a whole number of kB, not %r" % kb)
+        free_kb = int(kb)
+    sha = None
+    if len(fields) > 3:
+        sha = fields[3].strip().lower()
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise VerifyError("latest: the hash is not 64 hex digits")
+    return version, filename, free_kb, sha
+
+
+def parse_version(version):
+    """A comparable key: numeric parts as numbers, 1.0 == 1.0.0, 2.0.0-rc1 < 2.0.0."""
+    if not version or len(version) > 64:
+        raise VerifyError("invalid version %r" % version)
+    for c in version:
+        if not (c.isalpha() or c.isdigit() or c in ".+-_"):
+            raise VerifyError("invalid version %r" % version)
+    release = version.split("+")[0]  # build metadata does not order versions
+    cut = len(release)
+    for sep in "-_":
+        i = release.find(sep)
+        if 0 <= i < cut:
+            cut = i
+    release, pre = release[:cut], release[cut + 1 :]
+    parts = [_natural(p) for p in release.split(".")]
+    while len(parts) > 1 and parts[-1] == [(0, 0)]:
+        parts.pop()
+    # a release sorts after its pre-releases
+    return parts, (1,) if not pre else (0, [_natural(p) for p in pre.split(".")])
+
+
+def _natural(part):
+    # "rc10" -> [(1,'rc'), (0,10)]: digit runs compare as numbers
+    out = []
+    i = 0
+    while i < len(part):
+        j = i
+        digits = part[i].isdigit()
+        while j < len(part) and part[j].isdigit() == digits:
+            j += 1
+        out.append((0, int(part[i:j])) if digits else (1, part[i:j]))
+        i = j
+    return out or [(0, 0)]
+
+
+def compare_versions(a, b):
+    ka, kb = parse_version(a), parse_version(b)
+    return (ka > kb) - (ka < kb)
+
+
+def _read_version():
+    try:
+        with open("version") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+def _split_url(url):
+    if url.startswith("https://"):
+        scheme, rest, port = "https", url[8:], 443
+    elif url.startswith("http://"):
+        scheme, rest, port = "http", url[7:], 80
+    else:
+        raise DownloadError("unsupported URL %r" % url)
+    host, _, path = rest.partition("/")
+    if ":" in host:
+        host, _, p = host.partition(":")
+        if not p.isdigit():
+            raise DownloadError("bad port in URL %r" % url)
+        port = int(p)
+    return scheme, host, port, "/" + path
+
+
+def _join_url(base, location):
+    if location.startswith("http://") or location.startswith("https://"):
+        return location
+    scheme, host, port, path = _split_url(base)
+    origin = "%s://%s:%d" % (scheme, host, port)
+    if location.startswith("//"):
+        return scheme + ":" + location
+    if location.startswith("/"):
+        return origin + location
+    return origin + path[: path.rfind("/") + 1] + location
+
+
+class _Response:
+    """An HTTP response body with readinto(), bounded by Content-Length or chunks."""
+
+    def __init__(self, sock, stream, length, chunked):
+        self.sock = sock
+        self.stream = stream
+        self.length = length  # None when the server closes to end the body
+        self.left = length if length is not None else -1
+        self.chunked = chunked
+        self.one = bytearray(1)
+        if chunked:
+            self.left = self._chunk_size()
+
+    def readinto(self, buf):
+        if self.left == 0:
+            return 0
+        if 0 < self.left < len(buf):
+            buf = memoryview(buf)[: self.left]
+        n = self.stream.readinto(buf)
+        if not n:
+            if self.left > 0:
+                raise DownloadError("connection closed before the end of the body")
+            self.left = 0
+            return 0
+        if self.left > 0:
+            self.left -= n
+            if self.left == 0 and self.chunked:
+                _readline(self.stream, self.one, bytearray(2))  # CRLF after the data
+                self.left = self._chunk_size()
+        return n
+
+    def _chunk_size(self):
+        line = bytearray(32)
+        n = _readline(self.stream, self.one, line)
+        try:
+            size = int(bytes(line[:n]).split(b";")[0].strip(), 16)
+        except ValueError:
+            raise DownloadError("bad chunk size")
+        if size == 0:
+            self.chunked = False  # trailers are not read: the connection closes
+        return size
+
+    def close(self):
+        if self.stream is not self.sock:
+            self.stream.close()
+        self.sock.close()
+
+
+def _readline(stream, one, line):
+    """Read one header line into `line` a byte at a time; return its length without CRLF."""
+    n = 0
+    while True:
+        if not stream.readinto(one):
+            raise DownloadError("connection closed in the headers")
+        c = one[0]
+        if c == 10:
+            return n - 1 if n and line[n - 1] == 13 else n
+        if n == len(line):
+            raise DownloadError("header line longer than %d bytes" % len(line))
+        line[n] = c
+        n += 1
+
+
+def _request(url, cfg, pin, offset=0):
+    """GET url, following redirects; return a _Response for a 200 (or 206 from offset)."""
+    for _ in range(_REDIRECTS_MAX + 1):
+        scheme, host, port, path = _split_url(url)
+        import socket
+
+        addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+        sock = socket.socket()
+        try:
+            sock.settimeout(cfg.get("timeout", 10))
+            sock.connect(addr)
+            if scheme == "https":
+                sock = _wrap_tls(sock, host)
+                if pin:
+                    _check_pin(sock, pin)
+            elif pin:
+                raise VerifyError(_PIN_FAILED + " (no TLS to check)")
+            stream = _stream(sock)
+            _send_request(stream, host, port, path, cfg, offset)
+            status, length, chunked, location = _read_head(stream)
+        except BaseException:
+            sock.close()
+            raise
+        response = _Response(sock, stream, length, chunked)
+        if status in (301, 302, 303, 307, 308) and location:
+            response.close()
+            url = _join_url(url, location)
+            continue
+        if status == 200 or (offset and status == 206):
+            return response
+        response.close()
+        raise DownloadError("HTTP %d for %s" % (status, url))
+    raise DownloadError("more than %d redirects" % _REDIRECTS_MAX)
+
+
+def _send_request(stream, host, port, path, cfg, offset):
+    head = "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nUser-Agent: uota/%s\r\n" % (
+        path,
+        host if port in (80, 443) else "%s:%d" % (host, port),
+        VERSION,
+    )
+    for key, value in cfg.get("headers", {}).items():
+        head += "%s: %s\r\n" % (key, value)
+    if offset:
+        head += "Range: bytes=%d-\r\n" % offset
+    data = (head + "\r\n").encode()
+    while data:
+        n = stream.write(data)
+        data = data[n:] if n else data
+
+
+def _read_head(stream):
+    one = bytearray(1)
+    line = bytearray(_LINE_MAX)
+    n = _readline(stream, one, line)
+    if n < 12 or bytes(line[:5]) != b"HTTP/" or not bytes(line[9:12]).isdigit():
+        raise DownloadError("not an HTTP response")
+    status = int(bytes(line[9:12]))
+    length, chunked, location = None, False, None
+    total = n
+    while True:
+        n = _readline(stream, one, line)
+        total += n + 2
+        if total > _HEADERS_MAX:
+            raise DownloadError("response headers larger than %d bytes" % _HEADERS_MAX)
+        if not n:
+            return status, length, chunked, location
+        name, _, value = bytes(line[:n]).decode().partition(":")
+        name = name.strip().lower()
+        value = value.strip()
+        if name == "content-length":
+            if not value.isdigit():
+                raise DownloadError("bad Content-Length")
+            length = int(value)
+        elif name == "transfer-encoding":
+            chunked = "chunked" in value.lower()
+        elif name == "location":
+            location = value
+
+
+def _check_pin(sock, pin):
+    """Compare the pin with the server key: ucertpin's form or the standard SPKI SHA-256."""
+    if isinstance(pin, bytes):
+        pin = pin.decode()
+    pin = pin.lower()
+    cert = sock.getpeercert(True)
+    if not cert:
+        raise VerifyError(_PIN_FAILED + " (no peer certificate)")
+    spki, key = _public_key(memoryview(cert))
+    for part in (key, spki):
+        h = _sha256()
+        h.update(part)
+        if _hex(h.digest()) == pin:
+            return
+    raise VerifyError(_PIN_FAILED)
+
+
+def _der(buf, pos):
+    # (tag, start of contents, end) of the DER element at pos
+    tag = buf[pos]
+    n = buf[pos + 1]
+    pos += 2
+    if n & 0x80:
+        count, n = n & 0x7F, 0
+        for _ in range(count):
+            n = n << 8 | buf[pos]
+            pos += 1
+    return tag, pos, pos + n
+
+
+def _public_key(cert):
+    """(whole SubjectPublicKeyInfo, subjectPublicKey BIT STRING contents) of a DER certificate."""
+    try:
+        _, pos, _ = _der(cert, 0)  # Certificate
+        _, pos, _ = _der(cert, pos)  # tbsCertificate
+        tag, _, end = _der(cert, pos)
+        skip = 6 if tag == 0xA0 else 5  # [0] version, serial, signature, issuer, validity, subject
+        for _ in range(skip):
+            _, _, pos = _der(cert, pos)
+        _, inner, spki_end = _der(cert, pos)
+        _, _, inner = _der(cert, inner)  # algorithm
+        tag, bits, bits_end = _der(cert, inner)
+        if tag != 0x03:
+            raise IndexError
+        return cert[pos:spki_end], cert[bits:bits_end]
+    except IndexError:
+        raise VerifyError(_PIN_FAILED + " (unreadable certificate)")
+
+
+def _fetch_small(url, cfg, pin, limit):
+    response = _request(url, cfg, pin)
+    try:
+        data = bytearray(limit + 3)
+        n = 0
+        while n < len(data):
+            got = response.readinto(memoryview(data)[n:])
+            if not got:
+                break
+            n += got
+        return bytes(data[:n])
+    finally:
+        response.close()
+
+
+# ---------------------------------------------------------------- check and download
+
+
+def _free_bytes():
+    st = os.statvfs(".")
+    return st[0] * st[3]
+
+
+def _copy(src, buf, dest, hasher=None, limit=-1):
+    """Copy src to dest through buf (readinto); return the byte count."""
+    total = 0
+    while True:
+        n = src.readinto(buf)
+        if not n:
+            return total
+        chunk = buf if n == len(buf) else memoryview(buf)[:n]
+        total += n
+        if 0 <= limit < total:
+            raise VerifyError("download is larger than the free space")
+        if hasher:
+            hasher.update(chunk)
+        dest(chunk)
+
+
+def _download(url, path, cfg, pin, sha):
+    """Stream url into path, hashing on the fly; return (size, sha256 hex)."""
+    free = _free_bytes()
+    response = _request(url, cfg, pin)
+    try:
+        if response.length is not None and response.length > free:
+            raise VerifyError("archive of %d bytes does not fit in %d free bytes" % (response.length, free))
+        hasher = _sha256()
+        with open(path, "wb") as f:
+            size = _copy(response, bytearray(_CHUNK), f.write, hasher, free)
+    except BaseException:
+        _remove(path)
+        raise
+    finally:
+        response.close()
+    digest = _hex(hasher.digest())
+    if sha and digest != sha:
+        _remove(path)
+        raise VerifyError("SHA-256 of the download does not match latest")
+    return size, digest
+
+
+# ---------------------------------------------------------------- state file
+
+
+def _write_atomic(path, text):
+    tmp = path + _TMP_SUFFIX
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)  # atomic on littlefs; FAT removes then renames: recover() mends
+
+
+def _write_state(phase, version, size, sha, archive, excluded):
+    lines = ["%s;%s;%d;%s;%s" % (phase, version, size, sha, archive)]
+    lines.extend(excluded)
+    lines.append("end\n")
+    _write_atomic(_STATE, "\n".join(lines))
+
+
+def _read_state():
+    """The state record, or None. A half-replaced one (FAT) is finished first."""
+    if not _exists(_STATE) and _exists(_STATE + _TMP_SUFFIX):
+        if _state_from(_STATE + _TMP_SUFFIX):
+            os.rename(_STATE + _TMP_SUFFIX, _STATE)
+    _remove(_STATE + _TMP_SUFFIX)
+    return _state_from(_STATE)
+
+
+def _state_from(path):
+    try:
+        with open(path) as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return None
+    if len(lines) < 3 or lines[-2] != "end":
+        return None
+    fields = lines[0].split(";")
+    if len(fields) != 5 or not fields[2].isdigit():
+        return None
+    return fields[0], fields[1], int(fields[2]), fields[3], fields[4], lines[1:-2]
+
+
+def _clear_state(state):
+    _remove(state[4])
+    _remove(_STATE)
+
+
+# ---------------------------------------------------------------- the archive: tar in gzip
+
+
+class _Tar:
+    """Members of a .tar.gz, read through one 512-byte view of the shared buffer."""
+
+    def __init__(self, path, buf):
+        self.f = open(path, "rb")
+        self.gz = _gunzip(self.f, 15)
+        self.buf = buf
+        self.block = memoryview(buf)[:512]
+        self.left = 0  # unread data of the current member
+        self.pad = 0
+        self.count = 0
+
+    def close(self):
+        self.f.close()
+
+    def _fill(self, view):
+        n = 0
+        while n < len(view):
+            got = self._read(view if n == 0 else view[n:])
+            if not got:
+                raise VerifyError("archive is truncated")
+            n += got
+
+    def _read(self, view):
+        try:
+            return self.gz.readinto(view)
+        except OSError:  # what MicroPython's decompressors raise on corrupt data
+            raise VerifyError("archive is not a valid gzip file")
+
+    def readinto(self, buf):
+        if self.left <= 0:
+            return 0
+        view = buf if self.left >= len(buf) else memoryview(buf)[: self.left]
+        self._fill(view)
+        self.left -= len(view)
+        return len(view)
+
+    def _skip_rest(self):
+        self.left += self.pad
+        self.pad = 0
+        while self.left > 0:
+            n = min(self.left, 512)
+            self._fill(self.block if n == 512 else self.block[:n])
+            self.left -= n
+
+    def next(self):
+        """(path, is_dir, size) of the next member, or None at the end of the archive."""
+        name = None
+        size = None
+        while True:
+            self._skip_rest()
+            self._fill(self.block)
+            if not any(self.block):
+                self._finish()
+                return None
+            self.count += 1
+            if self.count > _MEMBERS_MAX:
+                raise VerifyError("archive has more than %d members" % _MEMBERS_MAX)
+            kind, member_size, header_name = self._header()
+            self.left = member_size
+            self.pad = -member_size % 512
+            if kind in "xgL":  # pax records or a GNU long name for the next member
+                if member_size > _SMALL_MEMBER_MAX:
+                    raise VerifyError("archive has an oversized extended header")
+                data = self._read_small(member_size)
+                if kind == "L":
+                    name = data.split(b"\0")[0].decode()
+                else:
+                    name, size = _pax(data, name, size)
+                continue
+            if size is not None:
+                self.left = size
+                self.pad = -size % 512
+            return _safe_path(name or header_name), kind == "5", self.left
+
+    def _read_small(self, size):
+        data = bytearray(size)
+        self._fill(memoryview(data))
+        self.left = 0
+        return bytes(data)
+
+    def _header(self):
+        b = self.block
+        total = sum(b) - sum(b[148:156]) + 8 * 32
+        try:
+            if int(bytes(b[148:156]).strip(b"\0 ") or b"-1", 8) != total:
+                raise ValueError
+            size_field = bytes(b[124:136])
+            if size_field[0] & 0x80:
+                raise VerifyError("archive member too large")
+            size = int(size_field.strip(b"\0 ") or b"0", 8)
+            name = bytes(b[0:100]).split(b"\0")[0].decode()
+            if bytes(b[257:263]) == b"ustar\x00" and b[345]:  # POSIX ustar prefix
+                name = bytes(b[345:500]).split(b"\0")[0].decode() + "/" + name
+        except ValueError:
+            raise VerifyError("archive has a corrupt tar header")
+        kind = chr(b[156]) if b[156] else "0"
+        if kind not in "05xgL":
+            raise VerifyError("archive member %r is not a regular file or directory" % name)
+        return kind, size, name
+
+    def _finish(self):
+        # Read the gzip stream to its end so that its CRC is checked.
+        while self._read(self.buf):
+            pass
+
+
+def _pax(data, name, size):
+    # "<len> key=value\n" records; only path and size matter here
+    pos = 0
+    try:
+        while pos < len(data):
+            space = data.index(b" ", pos)
+            end = pos + int(data[pos:space])
+            key, _, value = bytes(data[space + 1 : end - 1]).partition(b"=")
+            if key == b"path":
+                name = value.decode()
+            elif key == b"size":
+                size = int(value)
+            pos = end
+    except ValueError:
+        raise VerifyError("archive has a corrupt pax header")
+    return name, size
+
+
+def _safe_path(name):
+    """The member's path relative to the root, or VerifyError if it could escape it."""
+    while name.startswith("./"):
+        name = name[2:]
+    name = name.rstrip("/")
+    if name.startswith("/") or "\\" in name or len(name) > _NAME_MAX:
+        raise VerifyError("unsafe path in archive: %r" % name)
+    if name == ".." or name.startswith("../") or name.endswith("/..") or "/../" in name:
+        raise VerifyError("unsafe path in archive: %r" % name)
+    return name
+
+
+def _excluded(path, excluded):
+    for entry in excluded:
+        if path == entry or path.startswith(entry + "/"):
+            return True
+    return False
+
+
+def _normalise_entries(entries, what):
+    out = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise VerifyError("uota.cfg: %s entries must be strings" % what)
+        entry = _safe_path(entry)
+        if entry in ("", "."):
+            raise VerifyError("uota.cfg: %s may not name the root" % what)
+        out.append(entry)
+    return out
+
+
+# ---------------------------------------------------------------- verify and install
+
+
+def _validate(state, cfg, buf):
+    """One pass over the archive before anything is written: safety, version, space.
+
+    Returns (new uota.cfg text or None, delete list).
+    """
+    version, archive, excluded = state[1], state[4], state[5]
+    protected = (archive, _STATE, cfg["tmp_filename"])
+    new_cfg = None
+    bsize = os.statvfs(".")[0]
+    growth = peak = 0
+    tar = _Tar(archive, buf)
+    try:
+        while True:
+            member = tar.next()
+            if member is None:
+                break
+            path, is_dir, size = member
+            if path in ("", ".") or (is_dir and _excluded(path, excluded)):
+                continue
+            if path in protected or path.endswith(_TMP_SUFFIX):
+                raise VerifyError("archive would overwrite %r" % path)
+            if is_dir:
+                if not _is_dir(path):
+                    if _exists(path):
+                        raise VerifyError("archive has directory %r where the device has a file" % path)
+                    growth += 2 * bsize
+                continue
+            if path == "version":
+                if size > 64 or tar._read_small(size).decode().strip() != version:
+                    raise VerifyError("the archive's version file does not say %s" % version)
+                continue
+            if _excluded(path, excluded):
+                continue
+            if path == "uota.cfg":
+                if size > _SMALL_MEMBER_MAX:
+                    raise VerifyError("the archive's uota.cfg is too large")
+                new_cfg = tar._read_small(size).decode()
+                parse_cfg(new_cfg)
+            try:
+                st = os.stat(path)
+                if st[0] & 0x4000:
+                    raise VerifyError("archive has file %r where the device has a directory" % path)
+                old = st[6]
+            except OSError:
+                old = 0
+            blocks = (size + bsize - 1) // bsize * bsize
+            peak = max(peak, growth + blocks + bsize)
+            growth += blocks - (old + bsize - 1) // bsize * bsize
+    finally:
+        tar.close()
+    delete = (parse_cfg(new_cfg) if new_cfg else cfg).get("delete", [])
+    delete = _normalise_entries(delete, "delete")
+    for entry in delete:
+        if entry in protected:
+            raise VerifyError("uota.cfg: delete may not name %r" % entry)
+    free = _free_bytes()
+    if max(peak, growth) > free:
+        raise VerifyError("the release needs %d kB more than the %d kB free" % ((max(peak, growth) - free + 1023) // 1024, free // 1024))
+    return new_cfg, delete
+
+
+def _makedirs(path):
+    slash = path.find("/")
+    while slash > 0:
+        parent = path[:slash]
+        if not _is_dir(parent):
+            os.mkdir(parent)
+        slash = path.find("/", slash + 1)
+
+
+def _write_member(tar, path, buf):
+    _makedirs(path)
+    tmp = path + _TMP_SUFFIX
+    with open(tmp, "wb") as f:
+        _copy(tar, buf, f.write)
+    os.rename(tmp, path)  # the file is always its old or its new content
+
+
+def _install(state, cfg, quiet):
+    """Validate, then apply. A refused archive changes nothing and is deleted."""
+    buf = bytearray(_CHUNK)
+    try:
+        plan = _validate(state, cfg, buf)
+    except VerifyError:
+        _clear_state(state)
+        raise
+    gc.collect()  # the first pass's gzip window
+    _apply(state, plan, buf, quiet)
+
+
+def _apply(state, plan, buf, quiet):
+    new_cfg, delete = plan
+    version, excluded = state[1], state[5]
+    _write_state("installing", *state[1:])
+    if _read_version() == version:
+        _remove("version")  # a reinstall: only the new version file may commit it
+    tar = _Tar(state[4], buf)
+    try:
+        while True:
+            member = tar.next()
+            if member is None:
+                break
+            path, is_dir, _ = member
+            if path in ("", ".", "version", "uota.cfg") or _excluded(path, excluded):
+                continue
+            if is_dir:
+                _makedirs(path + "/")
+            else:
+                _write_member(tar, path, buf)
+            gc.collect()
+    finally:
+        tar.close()
+    if new_cfg is not None:
+        _write_atomic("uota.cfg", new_cfg)
+    for entry in delete:
+        _remove_tree(entry)
+    _write_atomic("version", version)  # the commit point
+    _clear_state(state)
+    if not quiet:
+        _log("info", "installed version %s" % version)
+
+
+def _remove_tree(path):
+    if _is_dir(path):
+        for entry in os.listdir(path):
+            _remove_tree(path + "/" + entry)
+        os.rmdir(path)
+    else:
+        _remove(path)
+
+
+def _recover(cfg, quiet):
+    """Finish an interrupted install; True when one was completed."""
+    state = _read_state()
+    if not state or state[0] != "installing":
+        return False
+    if _read_version() == state[1]:  # committed: only the clean-up was cut short
+        _clear_state(state)
+        return True
+    if not _exists(state[4]):
+        _remove(_STATE)
+        raise VerifyError("an install of %s was interrupted and its archive is gone" % state[1])
+    if not quiet:
+        _log("info", "finishing the interrupted install of %s" % state[1])
+    _install(state, cfg, quiet)
+    return True
+
+
+# ---------------------------------------------------------------- public API
+
+
+def _public(action, quiet):
+    try:
+        return action()
+    except (UotaError, OSError, ValueError) as e:
+        _log("error", "uota: %s" % (e,))
+        return False
+    finally:
+        gc.collect()
+
+
+def check_for_updates(version_check=True, quiet=False, pubkey_hash=b""):
+    """Download and verify a newer release; True when it is ready to install."""
+
+    def check():
+        cfg = _read_cfg()
+        _recover(cfg, quiet)
+        text = _fetch_small(cfg["url"] + "latest", cfg, pubkey_hash, _LATEST_MAX)
+        try:
+            text = text.decode()
+        except ValueError:
+            raise VerifyError("latest is not text")
+        version, filename, free_kb, sha = parse_latest(text)
+        if version_check:
+            current = _read_version()
+            if current is None:
+                raise VerifyError("no version file on the device")
+            if compare_versions(version, current) <= 0:
+                if not quiet:
+                    _log("info", "version %s is the newest" % current)
+                return False
+        archive = cfg["tmp_filename"]
+        state = _read_state()
+        if state and state[0] == "ready" and state[1] == version and (not sha or state[3] == sha):
+            if _exists(archive) and os.stat(archive)[6] == state[2]:
+                return True
+        _remove(_STATE)
+        if free_kb * 1024 > _free_bytes():
+            raise VerifyError("not enough free space: the release needs %d kB, %d kB free" % (free_kb, _free_bytes() // 1024))
+        if not quiet:
+            _log("info", "new version %s is available" % version)
+        size, digest = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha)
+        excluded = _normalise_entries(cfg.get("excluded_files", []), "excluded_files")
+        _write_state("ready", version, size, digest, archive, excluded)
+        return True
+
+    return _public(check, quiet)
+
+
+def install_new_firmware(quiet=False):
+    """Install the release that check_for_updates() downloaded; True when done."""
+
+    def install():
+        cfg = _read_cfg()
+        if _recover(cfg, quiet):
+            return True
+        state = _read_state()
+        if not state:
+            raise VerifyError("no verified download to install")
+        if not _exists(state[4]) or os.stat(state[4])[6] != state[2]:
+            _clear_state(state)
+            raise VerifyError("the downloaded archive is missing or incomplete")
+        _install(state, cfg, quiet)
+        return True
+
+    return _public(install, quiet)
+
+
+def recover(quiet=False):
+    """Call first in boot.py: finishes an install a reset interrupted. Cheap otherwise."""
+    if not _exists(_STATE) and not _exists(_STATE + _TMP_SUFFIX):
+        return False
+    return _public(lambda: _recover(_read_cfg(), quiet), quiet)
