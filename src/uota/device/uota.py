@@ -872,6 +872,7 @@ def _validate(state, cfg, buf):
     protected = (archive, _STATE, cfg["tmp_filename"])
     new_cfg = None
     bsize = os.statvfs(".")[0]
+    free = _free_bytes()
     growth = peak = 0
     tar = _Tar(archive, buf)
     try:
@@ -884,6 +885,11 @@ def _validate(state, cfg, buf):
                 continue
             if path in protected or path.endswith(_TMP_SUFFIX):
                 raise VerifyError("archive would overwrite %r" % path)
+            slash = path.find("/")
+            while slash > 0:  # every parent must be a directory, or be made one
+                if _exists(path[:slash]) and not _is_dir(path[:slash]):
+                    raise VerifyError("archive puts %r under a file" % path)
+                slash = path.find("/", slash + 1)
             if is_dir:
                 if not _is_dir(path):
                     if _exists(path):
@@ -911,6 +917,8 @@ def _validate(state, cfg, buf):
             blocks = (size + bsize - 1) // bsize * bsize
             peak = max(peak, growth + blocks + bsize)
             growth += blocks - (old + bsize - 1) // bsize * bsize
+            if peak > free:  # refuse a decompression bomb at its first oversized member
+                raise VerifyError("the release needs %d kB more than the %d kB free" % ((peak - free + 1023) // 1024, free // 1024))
     finally:
         tar.close()
     delete = (parse_cfg(new_cfg) if new_cfg else cfg).get("delete", [])
@@ -918,9 +926,6 @@ def _validate(state, cfg, buf):
     for entry in delete:
         if entry in protected:
             raise VerifyError("uota.cfg: delete may not name %r" % entry)
-    free = _free_bytes()
-    if max(peak, growth) > free:
-        raise VerifyError("the release needs %d kB more than the %d kB free" % ((max(peak, growth) - free + 1023) // 1024, free // 1024))
     return new_cfg, delete
 
 

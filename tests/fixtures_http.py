@@ -1,0 +1,146 @@
+"""Real HTTP(S) servers on 127.0.0.1 for the device tests, with the misbehaviours they need.
+
+`release_server(dist)` serves the files of a release folder, as a static host does. A test
+changes how one path is answered through `server.quirks[path] = (kind, arg)`:
+  ("redirect", (status, location))  answer with a redirect
+  ("chunked", None)                 send the file with Transfer-Encoding: chunked
+  ("truncate", n)                   announce the full length, send n bytes, close
+  ("status", code)                  answer with that status and a short body
+`silent_server()` accepts connections and never answers.
+"""
+
+import datetime
+import http.server
+import os
+import socket
+import ssl
+import threading
+from pathlib import Path
+
+import pytest
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):
+        pass  # tests read server.requests instead
+
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        quirk = self.server.quirks.get(self.path.split("?")[0])
+        if quirk is None:
+            return super().do_GET()
+        kind, arg = quirk
+        if kind == "redirect":
+            status, location = arg
+            self._reply(status, b"", [("Location", location)])
+        elif kind == "status":
+            self._reply(arg, b"error page\n")
+        else:
+            data = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+            if kind == "chunked":
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for i in range(0, len(data), 700):
+                    part = data[i : i + 700]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                self.wfile.write(b"0\r\n\r\n")
+            elif kind == "truncate":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(data[:arg])
+            self.close_connection = True
+
+    def _reply(self, status, body, headers=()):
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+
+class ReleaseServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, directory, tls_context=None):
+        handler = lambda *a, **kw: _Handler(*a, directory=str(directory), **kw)  # noqa: E731
+        super().__init__(("127.0.0.1", 0), handler)
+        if tls_context:
+            self.socket = tls_context.wrap_socket(self.socket, server_side=True)
+        self.quirks = {}
+        self.requests = []
+        scheme = "https" if tls_context else "http"
+        self.url = "%s://127.0.0.1:%d/" % (scheme, self.server_address[1])
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+@pytest.fixture
+def release_server():
+    servers = []
+
+    def start(directory, tls_context=None):
+        servers.append(ReleaseServer(directory, tls_context))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def silent_server():
+    """A port that accepts TCP connections and never says a word."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield "http://127.0.0.1:%d/" % listener.getsockname()[1]
+    listener.close()
+
+
+@pytest.fixture(scope="session")
+def tls_identity(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1: (server SSLContext, certificate DER)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert.public_bytes(serialization.Encoding.DER)

@@ -1,0 +1,103 @@
+"""The device module's readers of `latest`, versions and `uota.cfg`, on every runtime.
+
+All cases of a table run in one device script; each prints `repr(result)` or the error type,
+so a table is one start of the runtime however long it is.
+"""
+
+import pytest
+
+from releases import Device
+
+HASH = "8870f8b3bd8b54437f0a7f721cd3f3fe208e60638dcf36a9f4efe31dab58c548"
+
+LATEST_CASES = [
+    # the seed's valid examples
+    ("2.0.1;firmware.tar.gz", ("2.0.1", "firmware.tar.gz", 0, None)),
+    ("2.0.1;firmware.tar.gz;2", ("2.0.1", "firmware.tar.gz", 2, None)),
+    ("2.0.1;firmware.tar.gz;0;" + HASH, ("2.0.1", "firmware.tar.gz", 0, HASH)),
+    # tolerated: whitespace, CRLF, one trailing ';', upper-case hash, reserved fields
+    ("  2.0.1;firmware.tar.gz;2\r\n", ("2.0.1", "firmware.tar.gz", 2, None)),
+    ("2.0.1;firmware.tar.gz;2;", ("2.0.1", "firmware.tar.gz", 2, None)),
+    ("2.0.1;firmware.tar.gz;0;" + HASH.upper(), ("2.0.1", "firmware.tar.gz", 0, HASH)),
+    ("2.0.1;firmware.tar.gz;0;" + HASH + ";future;fields", ("2.0.1", "firmware.tar.gz", 0, HASH)),
+    # the seed's invalid examples and other rubbish
+    ("firmware.tar.gz", "VerifyError"),
+    ("2.0.1;firmware.tar.gz;" + HASH, "VerifyError"),
+    ("", "VerifyError"),
+    ("2.0.1;;", "VerifyError"),
+    ("2.0.1;.", "VerifyError"),
+    ("2.0.1;a\\b.tar.gz", "VerifyError"),
+    ("2.0.1;firmware.tar.gz;1.5", "VerifyError"),
+    ("2.0.1;firmware.tar.gz;0;" + HASH[:-1], "VerifyError"),
+    ("x" * 600, "VerifyError"),
+]
+
+VERSION_CASES = [
+    ("10.0", "9.0", 1),
+    ("1.10", "1.9", 1),
+    ("2.0.0", "2.0.0-rc1", 1),
+    ("2.0.0-rc2", "2.0.0-rc10", -1),
+    ("1.0", "1.0.0", 0),
+    ("1.0.0+build5", "1.0.0", 0),
+    ("0.9.9", "1.0", -1),
+    ("v2", "v10", -1),
+    ("1.0_beta", "1.0", -1),
+    ("1.0 ", "1.0", "VerifyError"),
+    ("1.0;", "1.0", "VerifyError"),
+    ("", "1.0", "VerifyError"),
+]
+
+CFG_CASES = [
+    ("{'url': 'http://h/', 'tmp_filename': 'f'}", {"url": "http://h/", "tmp_filename": "f"}),
+    (
+        "# comment\n{\n 'url': \"http://h/\",  # trailing\n 'excluded_files': ['a', 'b/',],\n 'delete': (),\n}\n",
+        {"url": "http://h/", "excluded_files": ["a", "b/"], "delete": ()},
+    ),
+    ("{'n': -3, 'f': 1.5, 't': True, 'z': None, 'e': 'a\\'b\\n'}", {"n": -3, "f": 1.5, "t": True, "z": None, "e": "a'b\n"}),
+    ("{'headers': {'Authorization': 'Bearer x'}, 'timeout': 5}", {"headers": {"Authorization": "Bearer x"}, "timeout": 5}),
+    ("{'url': __import__('os').system('rm -rf /')}", "VerifyError"),
+    ("{'url': 'a'} ; import os", "VerifyError"),
+    ("{'url': 'a' + 'b'}", "VerifyError"),
+    ("['not', 'a', 'dict']", "VerifyError"),
+    ("{'url': 'unterminated}", "VerifyError"),
+    ("{[1]: 2}", "VerifyError"),
+    ("[" * 50 + "]" * 50, "VerifyError"),
+    ("", "VerifyError"),
+]
+
+
+def run_table(runtime, tmp_path, call, cases):
+    script = "def attempt(*args):\n" \
+             "    try:\n" \
+             "        return %s\n" \
+             "    except uota.UotaError as e:\n" \
+             "        return type(e).__name__\n" \
+             "for case in %r:\n" \
+             "    print(repr(attempt(*case)))\n" % (call, [c[:-1] for c in cases])
+    result = Device(runtime, tmp_path / "device").run(script)
+    return [eval(line) for line in result.stdout.strip().splitlines()]
+
+
+def test_latest_lines(runtime, tmp_path):
+    got = run_table(runtime, tmp_path, "uota.parse_latest(*args)", LATEST_CASES)
+    assert got == [expected for _, expected in LATEST_CASES]
+
+
+def test_version_ordering(runtime, tmp_path):
+    got = run_table(runtime, tmp_path, "uota.compare_versions(*args)", VERSION_CASES)
+    assert got == [expected for *_, expected in VERSION_CASES]
+
+
+def test_cfg_literal_reader(runtime, tmp_path):
+    got = run_table(runtime, tmp_path, "uota.parse_cfg(*args)", CFG_CASES)
+    assert got == [expected for _, expected in CFG_CASES]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/base", "http://127.0.0.1:9/base/"])
+def test_url_without_trailing_slash_is_tolerated(runtime, tmp_path, url):
+    device = Device(runtime, tmp_path / "device")
+    (device.root / "uota.cfg").write_text(repr({"url": url, "tmp_filename": "f"}))
+
+    result = device.run("print(uota._read_cfg()['url'])")
+
+    assert result.stdout.strip().splitlines()[-1] == "http://127.0.0.1:9/base/"

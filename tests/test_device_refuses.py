@@ -1,0 +1,169 @@
+"""Bad input gets a clear error and changes nothing on the device.
+
+A wrong `latest` is refused before anything is downloaded; a broken or hostile archive is
+refused by the validating pass before the first byte is written, and is deleted.
+"""
+
+import gzip
+import tarfile
+
+import pytest
+
+from releases import file_member, publish, tar_members, write_tree
+from test_device_update import NEW, OLD, make_device, release
+
+BAD_LATEST = [
+    pytest.param("", id="empty"),
+    pytest.param("<html><body>Not found</body></html>\n", id="html"),
+    pytest.param("firmware.tar.gz\n", id="seed-invalid-one-field"),
+    pytest.param("2.0.1;firmware.tar.gz;" + "8870f8b3bd8b54437f0a7f721cd3f3fe208e60638dcf36a9f4efe31dab58c548\n", id="seed-invalid-hash-as-kb"),
+    pytest.param("2.0.1;firmware.tar.gz;x\n", id="non-numeric-kb"),
+    pytest.param("2.0.1;firmware.tar.gz;-4\n", id="negative-kb"),
+    pytest.param("2.0.1;firmware.tar.gz;0;abc\n", id="short-hash"),
+    pytest.param("2.0.1;firmware.tar.gz;0;" + "g" * 64 + "\n", id="non-hex-hash"),
+    pytest.param("2.0.1;../firmware.tar.gz\n", id="dotdot-filename"),
+    pytest.param("2.0.1;dir/firmware.tar.gz\n", id="slash-filename"),
+    pytest.param("2.0.1;..\n", id="filename-dotdot"),
+    pytest.param("2.0 1;firmware.tar.gz\n", id="space-in-version"),
+    pytest.param("2.0.1;firmware.tar.gz;" + "0" * 600 + "\n", id="longer-than-512"),
+    pytest.param("2.0.1;firmware.tar.gz\n2.0.2;other.tar.gz\n", id="two-lines"),
+]
+
+
+@pytest.mark.parametrize("latest", BAD_LATEST)
+def test_bad_latest_is_refused_before_download(runtime, tmp_path, release_server, latest):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "latest").write_text(latest)
+    server = release_server(dist)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "False False"
+    assert "latest" in log or "version" in log
+    assert server.requests == ["/latest"]
+    assert device.files() == before
+
+
+def _info(name, kind, **fields):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info, None
+
+
+HOSTILE_MEMBERS = [
+    pytest.param([file_member("/etc/passwd", b"root")], id="absolute-path"),
+    pytest.param([file_member("../outside.py", b"x")], id="dotdot"),
+    pytest.param([file_member("lib/../../outside.py", b"x")], id="inner-dotdot"),
+    pytest.param([_info("link.py", tarfile.SYMTYPE, linkname="/etc/passwd")], id="symlink"),
+    pytest.param([_info("hard.py", tarfile.LNKTYPE, linkname="main.py")], id="hardlink"),
+    pytest.param([_info("dev", tarfile.CHRTYPE, devmajor=1, devminor=3)], id="char-device"),
+    pytest.param([_info("blk", tarfile.BLKTYPE)], id="block-device"),
+    pytest.param([_info("fifo", tarfile.FIFOTYPE)], id="fifo"),
+    pytest.param([file_member("version", b"6.6.6\n")], id="version-disagrees"),
+    pytest.param([file_member("fw.tmp", b"x")], id="overwrites-the-archive"),
+    pytest.param([file_member("uota.state", b"x")], id="overwrites-the-state"),
+    pytest.param([file_member("main.py/inner.py", b"x")], id="file-under-a-file"),
+    pytest.param([file_member("lib", b"x")], id="file-over-a-directory"),
+    pytest.param([file_member("uota.cfg", b"{'url': __import__('os')}")], id="unreadable-new-cfg"),
+    pytest.param([file_member("uota.cfg", b"{'url': 'http://x/', 'tmp_filename': 'fw.tmp', 'delete': ['../etc']}")], id="delete-outside-root"),
+    pytest.param([file_member("uota.cfg", b"{'url': 'http://x/', 'tmp_filename': 'fw.tmp', 'delete': ['/']}")], id="delete-root"),
+]
+
+
+@pytest.mark.parametrize("members", HOSTILE_MEMBERS)
+def test_hostile_archive_changes_nothing_and_is_deleted(runtime, tmp_path, release_server, members):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    # The hostile member comes last, after files that would otherwise have been written.
+    good = [file_member("main.py", b"print('new')\n"), file_member("version", b"1.1.0\n")]
+    archive = tar_members(dist / "evil.tar.gz", good + members)
+    publish(dist, "1.1.0", archive)
+    server = release_server(dist)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "True False", log
+    assert device.files() == before
+    assert not (tmp_path / "outside.py").exists()
+
+
+def test_corrupt_archive_without_hash_is_refused_before_writing(runtime, tmp_path, release_server):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    archive = release(dist, tmp_path, with_hash=False)
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    server = release_server(dist)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "True False"
+    assert "archive" in log
+    assert device.files() == before
+
+
+def test_not_a_gzip_file_is_refused(runtime, tmp_path, release_server):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "fw.tar.gz").write_bytes(b"<html>oops</html>" * 40)
+    publish(dist, "1.1.0", dist / "fw.tar.gz", with_hash=False)
+    server = release_server(dist)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "True False"
+    assert device.files() == before
+
+
+def test_decompression_bomb_is_refused_before_writing(runtime, tmp_path, release_server):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    info = tarfile.TarInfo("bomb.bin")
+    info.size = 64 * 1024 * 1024  # far beyond the free space of a board
+    archive = dist / "bomb.tar.gz"
+    with gzip.open(archive, "wb") as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        tar.addfile(tarfile.TarInfo("main.py"))
+        tar.addfile(info, _Zeros(info.size))
+    publish(dist, "1.1.0", archive, with_hash=False)
+    server = release_server(dist)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+    write_tree(device.root, {})
+
+    result, log = device.call(
+        "import os\n"
+        "class SmallBoard:  # 512 kB of flash, half of it free\n"
+        "    def __getattr__(self, name):\n"
+        "        return getattr(os, name)\n"
+        "    def statvfs(self, path):\n"
+        "        return (4096, 4096, 128, 64, 64, 0, 0, 0, 0, 255)\n"
+        "uota.os = SmallBoard()\n"
+        "found = uota.check_for_updates()\n"
+        "print(found, found and uota.install_new_firmware())\n"
+    )
+
+    assert result == "True False", log
+    assert "kB" in log
+    assert device.files() == before
+
+
+class _Zeros:
+    def __init__(self, size):
+        self.left = size
+
+    def read(self, n=-1):
+        n = self.left if n < 0 else min(n, self.left)
+        self.left -= n
+        return bytes(n)

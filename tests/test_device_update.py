@@ -1,0 +1,405 @@
+"""The device module updates a virtual device end to end, on CPython and real MicroPython.
+
+Each test serves a real .tar.gz from a real HTTP server on 127.0.0.1 and runs the real
+device module on the runtime under test (`runtime` fixture: cpython, mp120, mp129).
+"""
+
+import os
+import tarfile
+
+import pytest
+
+from releases import Device, device_cfg, publish, tar_cli, tar_members, tar_python, file_member, write_tree
+
+OLD = {
+    "main.py": "print('old')\n",
+    "lib/util.py": "A = 1\n",
+    "wifi.json": '{"ssid": "home"}\n',
+    "version": "1.0.0\n",
+}
+NEW = {
+    "main.py": "print('new')\n",
+    "lib/util.py": "A = 2\n",
+    "lib/deep/more.py": "B = 3\n",
+    "data.bin": bytes(range(256)) * 200,
+    "wifi.json": '{"ssid": "factory"}\n',
+    "version": "1.1.0\n",
+}
+
+
+@pytest.fixture
+def dist(tmp_path):
+    folder = tmp_path / "dist"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def server(release_server, dist):
+    return release_server(dist)
+
+
+def make_device(runtime, tmp_path, url, files=OLD, **cfg):
+    device = Device(runtime, tmp_path / "device")
+    write_tree(device.root, files)
+    write_tree(device.root, {"uota.cfg": device_cfg(url, **cfg)})
+    return device
+
+
+def release(dist, tmp_path, files=NEW, version="1.1.0", maker=tar_cli, **latest):
+    src = write_tree(tmp_path / ("src-" + version), files)
+    archive = maker(src, dist / ("firmware-%s.tar.gz" % version))
+    publish(dist, version, archive, **latest)
+    return archive
+
+
+def expected_after_update(device_before, release_files, version="1.1.0"):
+    tree = dict(device_before)
+    for name, data in release_files.items():
+        if name not in ("wifi.json", "version"):
+            tree[name] = data.encode() if isinstance(data, str) else data
+    tree["version"] = version.encode()
+    return tree
+
+
+def test_update_installs_release_made_with_tar(runtime, tmp_path, dist, server):
+    release(dist, tmp_path)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "True True", log
+    assert device.files() == expected_after_update(before, NEW)
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT], ids=["pax", "gnu", "ustar"])
+def test_update_installs_release_made_with_python_tarfile_and_long_names(runtime, tmp_path, dist, server, fmt):
+    long_dir = "lib/" + "d" * 60 + "/" + "e" * 60  # over 100 bytes: ustar prefix, GNU L or pax path
+    files = dict(NEW, **{long_dir + "/module_with_a_long_name.py": "C = 4\n"})
+    release(dist, tmp_path, files, maker=lambda s, a: tar_python(s, a, fmt))
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "True True", log
+    assert device.files() == expected_after_update(before, files)
+
+
+def test_nothing_left_behind_after_update(runtime, tmp_path, dist, server):
+    release(dist, tmp_path)
+    device = make_device(runtime, tmp_path, server.url)
+
+    device.update()
+
+    leftovers = [n for n in device.files() if n in ("fw.tmp", "uota.state") or n.endswith(".uota-new")]
+    assert leftovers == []
+
+
+def test_same_version_is_not_an_update(runtime, tmp_path, dist, server):
+    release(dist, tmp_path, version="1.0.0", files=dict(NEW, version="1.0.0"))
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "False False", log
+    assert device.files() == before
+    assert server.requests == ["/latest"]
+
+
+def test_version_ten_is_newer_than_nine(runtime, tmp_path, dist, server):
+    release(dist, tmp_path, version="10.0", files=dict(NEW, version="10.0"))
+    device = make_device(runtime, tmp_path, server.url, files=dict(OLD, version="9.0"))
+
+    result, log = device.update()
+
+    assert result == "True True", log
+    assert device.files()["version"] == b"10.0"
+
+
+def test_older_release_is_not_installed(runtime, tmp_path, dist, server):
+    release(dist, tmp_path, version="1.9", files=dict(NEW, version="1.9"))
+    device = make_device(runtime, tmp_path, server.url, files=dict(OLD, version="1.10"))
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "False False", log
+    assert device.files() == before
+
+
+def test_version_check_off_reinstalls_the_same_version(runtime, tmp_path, dist, server):
+    release(dist, tmp_path, version="1.0.0", files=dict(NEW, version="1.0.0"))
+    device = make_device(runtime, tmp_path, server.url)
+
+    result, log = device.update(version_check=False)
+
+    assert result == "True True", log
+    assert device.files()["main.py"] == b"print('new')\n"
+
+
+def test_missing_version_file_is_a_clear_error(runtime, tmp_path, dist, server):
+    release(dist, tmp_path)
+    files = dict(OLD)
+    del files["version"]
+    device = make_device(runtime, tmp_path, server.url, files=files)
+
+    result, log = device.update()
+
+    assert result == "False False"
+    assert "no version file" in log
+
+
+def test_excluded_directory_protects_everything_under_it(runtime, tmp_path, dist, server):
+    release(dist, tmp_path, files=dict(NEW, **{"certs/ca.der": b"new-ca", "certs/sub/k.der": b"new-k"}))
+    device = make_device(
+        runtime, tmp_path, server.url,
+        files=dict(OLD, **{"certs/ca.der": b"old-ca"}),
+        excluded_files=["wifi.json", "certs/"],
+    )
+
+    result, log = device.update()
+
+    files = device.files()
+    assert result == "True True", log
+    assert files["certs/ca.der"] == b"old-ca"
+    assert "certs/sub/k.der" not in files
+
+
+def test_delete_list_of_the_new_cfg_is_applied(runtime, tmp_path, dist, server):
+    device = make_device(runtime, tmp_path, server.url, files=dict(OLD, **{"old.py": "x", "olddir/a.py": "y", "olddir/b/c.py": "z"}))
+    new_cfg = device_cfg(server.url, delete=["old.py", "olddir", "never-existed.py"])
+    release(dist, tmp_path, files=dict(NEW, **{"uota.cfg": new_cfg}))
+
+    result, log = device.update()
+
+    files = device.files()
+    assert result == "True True", log
+    assert not [n for n in files if n.startswith("old")]
+    assert files["uota.cfg"] == new_cfg.encode()
+
+
+def test_redirects_are_followed(runtime, tmp_path, dist, server):
+    archive = release(dist, tmp_path)
+    server.quirks["/latest"] = ("redirect", (302, "/moved/latest"))
+    server.quirks["/moved/latest"] = ("redirect", (301, server.url + "latest-real"))
+    (dist / "latest-real").write_text((dist / "latest").read_text())
+    server.quirks["/" + archive.name] = ("redirect", (307, "releases/" + archive.name))
+    (dist / "releases").mkdir()
+    (dist / "releases" / archive.name).write_bytes(archive.read_bytes())
+    device = make_device(runtime, tmp_path, server.url)
+
+    result, log = device.update()
+
+    assert result == "True True", log
+    assert "/releases/" + archive.name in server.requests
+
+
+def test_endless_redirects_fail(runtime, tmp_path, dist, server):
+    release(dist, tmp_path)
+    server.quirks["/latest"] = ("redirect", (302, "/latest"))
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "False False"
+    assert "redirects" in log
+    assert device.files() == before
+
+
+def test_chunked_responses_are_read(runtime, tmp_path, dist, server):
+    archive = release(dist, tmp_path)
+    server.quirks["/latest"] = ("chunked", None)
+    server.quirks["/" + archive.name] = ("chunked", None)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "True True", log
+    assert device.files() == expected_after_update(before, NEW)
+
+
+@pytest.mark.parametrize("with_hash", [True, False], ids=["hash", "no-hash"])
+def test_truncated_download_is_not_installed(runtime, tmp_path, dist, server, with_hash):
+    archive = release(dist, tmp_path, with_hash=with_hash)
+    server.quirks["/" + archive.name] = ("truncate", archive.stat().st_size // 2)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "False False"
+    assert "closed before the end" in log
+    assert device.files() == before
+
+
+def test_silent_server_times_out(runtime, tmp_path, silent_server):
+    device = make_device(runtime, tmp_path, silent_server, timeout=1)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "False False"
+    assert device.files() == before
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_http_error_status_is_reported(runtime, tmp_path, dist, server, status):
+    release(dist, tmp_path)
+    server.quirks["/latest"] = ("status", status)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "False False"
+    assert "HTTP %d" % status in log
+    assert device.files() == before
+
+
+def test_hash_mismatch_deletes_the_download(runtime, tmp_path, dist, server):
+    archive = release(dist, tmp_path)
+    publish(dist, "1.1.0", archive, latest="1.1.0;%s;0;%s\n" % (archive.name, "ab" * 32))
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "False False"
+    assert "SHA-256" in log
+    assert device.files() == before
+
+
+def test_not_enough_free_space_refuses_before_downloading(runtime, tmp_path, dist, server):
+    archive = release(dist, tmp_path, free_kb=10**12)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "False False"
+    assert "free space" in log
+    assert "/" + archive.name not in server.requests
+    assert device.files() == before
+
+
+def test_install_resumes_in_a_later_boot(runtime, tmp_path, dist, server):
+    release(dist, tmp_path)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    found, log = device.call("print(uota.check_for_updates())")
+    installed, log2 = device.call("print(uota.install_new_firmware())")
+
+    assert (found, installed) == ("True", "True"), log + log2
+    assert device.files() == expected_after_update(before, NEW)
+
+
+def test_partial_download_is_never_installed(runtime, tmp_path, dist, server):
+    archive = release(dist, tmp_path, with_hash=False)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+    write_tree(device.root, {"fw.tmp": archive.read_bytes()[:1000]})
+
+    installed, log = device.call("print(uota.install_new_firmware())")
+
+    assert installed == "False"
+    assert "no verified download" in log
+    assert device.files()["main.py"] == before["main.py"]
+
+
+@pytest.mark.parametrize("cut_after", [1, 3])
+def test_install_interrupted_after_nth_file_is_finished_by_recover(runtime, tmp_path, dist, server, cut_after):
+    release(dist, tmp_path)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+    device.call("print(uota.check_for_updates())")
+
+    # A reset while installing: the exception stands for the power going off after N files.
+    cut, log = device.call(
+        "class PowerCut(BaseException): pass\n"
+        "write = uota._write_member\n"
+        "count = [0]\n"
+        "def cutting(*args):\n"
+        "    count[0] += 1\n"
+        "    if count[0] > %d: raise PowerCut()\n"
+        "    write(*args)\n"
+        "uota._write_member = cutting\n"
+        "try:\n"
+        "    uota.install_new_firmware()\n"
+        "except PowerCut:\n"
+        "    print('cut')\n" % cut_after
+    )
+    assert cut == "cut", log
+    assert device.files()["version"] == b"1.0.0\n"
+    recovered, log = device.call("print(uota.recover())")
+
+    assert recovered == "True", log
+    assert device.files() == expected_after_update(before, NEW)
+
+
+def test_recover_is_cheap_and_false_when_nothing_to_do(runtime, tmp_path):
+    device = make_device(runtime, tmp_path, "http://127.0.0.1:9/")
+    before = device.files()
+
+    recovered, log = device.call("print(uota.recover())")
+
+    assert recovered == "False", log
+    assert device.files() == before
+
+
+def test_cfg_containing_code_is_refused_and_not_run(runtime, tmp_path):
+    device = Device(runtime, tmp_path / "device")
+    write_tree(device.root, dict(OLD, **{"uota.cfg": "{'url': __import__('os').remove('main.py'), 'tmp_filename': 'x'}"}))
+
+    result, log = device.update()
+
+    assert result == "False False"
+    assert "uota.cfg" in log
+    assert "main.py" in device.files()
+
+
+def test_pin_of_the_server_key_is_checked(runtime, tmp_path, dist, release_server, tls_identity):
+    from uota.pin import pins_for_certificate
+
+    context, cert_der = tls_identity
+    server = release_server(dist, context)
+    release(dist, tmp_path)
+    device = make_device(runtime, tmp_path, server.url)
+    pins = pins_for_certificate(cert_der)
+
+    wrong, log = device.update(pubkey_hash=b"ab" * 32)
+    assert wrong == "False False"
+    assert "Certificate pinning failed" in log
+
+    right, log = device.update(pubkey_hash=pins["ucertpin"].encode())
+    assert right == "True True", log
+
+
+def test_standard_spki_pin_is_accepted(runtime, tmp_path, dist, release_server, tls_identity):
+    from uota.pin import pins_for_certificate
+
+    context, cert_der = tls_identity
+    server = release_server(dist, context)
+    release(dist, tmp_path)
+    device = make_device(runtime, tmp_path, server.url)
+
+    result, log = device.update(pubkey_hash=pins_for_certificate(cert_der)["spki"].upper())
+
+    assert result == "True True", log
+
+
+def test_pin_on_plain_http_fails(runtime, tmp_path, dist, server):
+    release(dist, tmp_path)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update(pubkey_hash=b"ab" * 32)
+
+    assert result == "False False"
+    assert "Certificate pinning failed" in log
+    assert device.files() == before
