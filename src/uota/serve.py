@@ -142,11 +142,11 @@ class _ReleaseHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         path = self.server.resolve(self.path)
         if path is None:
-            return self.send_error(404)
+            return self._send_not_found(send_body)
         try:
             release_file = open(path, "rb")
         except OSError:
-            return self.send_error(404)
+            return self._send_not_found(send_body)
         with release_file:
             status = os.fstat(release_file.fileno())
             size = status.st_size
@@ -176,6 +176,17 @@ class _ReleaseHandler(BaseHTTPRequestHandler):
             self.end_headers()
             if send_body:
                 self._send_bytes(release_file, first, last - first + 1)
+
+    def _send_not_found(self, send_body):
+        # Not send_error(): that also logs an error line for every plain 404.
+        body = b"not found\n"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
 
     def _send_validators(self, path, etag, last_modified):
         self.send_header("ETag", etag)
@@ -240,9 +251,9 @@ def _parse_range(header, size):
     if not first.isdigit() or (last and not last.isdigit()):
         return None
     first = int(first)
-    last = int(last) if last else size - 1
-    if last < first:
+    if last and int(last) < first:
         return None
+    last = int(last) if last else size - 1
     if first >= size:
         return _UNSATISFIABLE
     return first, min(last, size - 1)
