@@ -1,7 +1,6 @@
 """`uota serve`: ranges, validators, HEAD, confinement to DIST, TLS, errors; and the nginx fixture."""
 
 import http.client
-import os
 import re
 import socket
 import ssl
