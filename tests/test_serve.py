@@ -10,6 +10,8 @@ import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from fixtures_servers import run_uota, uota_command_env
 
 from uota.pin import fetch_server_certificate, pins_for_certificate
@@ -85,6 +87,19 @@ def test_single_range_is_answered_with_206(server, range_header, first, last):
     assert status == 206
     assert headers["Content-Range"] == "bytes {}-{}/{}".format(first, last, len(ARCHIVE))
     assert body == ARCHIVE[first:last + 1]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.integers(0, 2 * len(ARCHIVE)), length=st.integers(1, 2 * len(ARCHIVE)))
+def test_any_closed_range_gets_its_slice_or_416(server, first, length):
+    last = first + length - 1
+    status, headers, body = request(
+        server.url, "/firmware-1.0.0.tar.gz", headers={"Range": "bytes={}-{}".format(first, last)}
+    )
+    if first >= len(ARCHIVE):
+        assert (status, body) == (416, b"")
+    else:
+        assert (status, body) == (206, ARCHIVE[first:last + 1])
 
 
 @pytest.mark.parametrize("range_header", ["bytes=16384-", "bytes=99999-100000", "bytes=-0"])
