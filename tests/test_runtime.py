@@ -362,20 +362,23 @@ def test_readinto_allocation_does_not_grow_with_the_payload(tmp_path, runtime):
                 CONNECT.format(port=port, timeout=10)
                 + """
 import gc
-buf = bytearray(512)
-before = gc.mem_alloc()
-while sock.readinto(buf):
-    pass
-print(gc.mem_alloc() - before)
+
+def read_all(buf):
+    before = gc.mem_alloc()
+    while sock.readinto(buf):
+        pass
+    return gc.mem_alloc() - before
+
+print(read_all(bytearray(512)))
 """
             )
         assert result.ok, result.stderr
         return int(result.stdout)
 
-    small, large = allocated_while_reading(100 * 1024), allocated_while_reading(400 * 1024)
-
-    assert small == large
-    assert large <= 64
+    # These builds never collect garbage while a script runs, so this counts
+    # every byte allocated: the bridge writes straight into the buffer.
+    assert allocated_while_reading(100 * 1024) == 0
+    assert allocated_while_reading(400 * 1024) == 0
 
 
 # ---- TLS ------------------------------------------------------------------------------
