@@ -437,3 +437,11 @@ def test_micropython_120_has_the_u_prefixed_aliases(tmp_path):
     )
 
     assert result.ok, result.stderr
+
+
+def test_micropython_120_time_has_time_for_logging(tmp_path):
+    result = run_device(
+        "micropython-1.20", tmp_path, "import time, logging\nprint(time.time() > 1700000000)\nlogging.error('logged')"
+    )
+
+    assert result.stdout == "True\n" and "logged" in result.stderr, result.stderr

@@ -7,7 +7,8 @@
 // directory; it is written back after the run, whatever happened, so device
 // state persists across runs ("boots"). `moduleDirs` are copied to /modules/N
 // and put first on sys.path. The modules `socket` and `ssl` (plus `usocket`
-// and `ussl` on 1.20) talk to the host network through net_worker.mjs.
+// and `ussl` on 1.20) talk to the host network through net_worker.mjs; on
+// 1.20, `time` gains the time() its WebAssembly port lacks.
 // Exit status: 0 when the script finished, 1 when it raised, or the
 // SystemExit code.
 import fs from "node:fs";
@@ -150,6 +151,15 @@ def _uota_main():
 _uota_runner.finish(_uota_main())
 `;
 
+// The 1.20 port's time module lacks time(), which real device ports have and
+// the frozen logging module calls. A file overrides the u-prefixed built-in.
+const TIME_WITH_CLOCK = `from utime import *
+import _uota_runner
+
+def time():
+    return _uota_runner.time()
+`;
+
 function writeLine(fd, text) {
   fs.writeSync(fd, text + "\n");
 }
@@ -183,6 +193,7 @@ async function main() {
   if (isOldApi) {
     FS.writeFile(LIB + "/usocket.py", "from socket import *\n");
     FS.writeFile(LIB + "/ussl.py", "from ssl import *\n");
+    FS.writeFile(LIB + "/time.py", TIME_WITH_CLOCK);
   }
 
   const network = startNetwork(heap);
@@ -192,6 +203,7 @@ async function main() {
   mp.registerJsModule("_uota_runner", {
     source: () => script,
     finish: (code) => { status = code; },
+    time: () => Math.floor(Date.now() / 1000),
   });
 
   try {
