@@ -6,9 +6,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from uota.runtime import run_device
-
-DEVICE_MODULE_DIR = Path(__file__).resolve().parent.parent / "src" / "uota" / "device"
+from fixtures_runtime import DEVICE_MODULE_DIR, Device as _Device
 
 # Printed by every device script so tests can read what the public API returned.
 PRELUDE = """
@@ -80,19 +78,11 @@ def device_cfg(url, **extra):
     return repr(cfg)
 
 
-class Device:
-    """A virtual device: a folder as its filesystem, one runtime, the real device module."""
+class Device(_Device):
+    """A virtual device that runs update scripts: its log at INFO, a failing script fails the test."""
 
-    def __init__(self, runtime, root):
-        self.runtime = runtime
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.module_dirs = [DEVICE_MODULE_DIR]
-
-    def run(self, code, timeout=120):
-        result = run_device(
-            self.runtime, self.root, PRELUDE + code, module_dirs=self.module_dirs, timeout=timeout
-        )
+    def run(self, code, **options):
+        result = super().run(PRELUDE + code, **options)
         assert result.returncode == 0, result.stdout + result.stderr
         return result
 

@@ -34,15 +34,12 @@ RUNNER = WASM_DIR / "runner.mjs"
 
 # Puts the MicroPython-flavoured socket/ssl in place once the real modules are
 # loaded, then runs the script as __main__.
+# CPython runs the device module with its real socket and ssl: that is the module's
+# own CPython path, as on a Linux device.
 _CPYTHON_BOOTSTRAP = """\
 import sys
-shim_dir, script, *import_dirs = sys.argv[1:]
+script, *import_dirs = sys.argv[1:]
 del sys.argv[1:]
-sys.path.insert(0, shim_dir)
-import socket_cpython, ssl_cpython
-del sys.path[0]
-sys.modules["socket"] = socket_cpython
-sys.modules["ssl"] = ssl_cpython
 sys.path[0:0] = import_dirs
 with open(script) as source:
     code = compile(source.read(), script, "exec")
@@ -142,7 +139,7 @@ def run_device(
         script_path.write_text(script)
         if runtime == "cpython":
             command = [sys.executable, "-I", "-S", "-c", _CPYTHON_BOOTSTRAP,
-                       str(WASM_DIR), str(script_path), *module_dirs, ""]
+                       str(script_path), *module_dirs, ""]
         else:
             config = {
                 "package": str(ensure_micropython(runtime)),

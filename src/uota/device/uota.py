@@ -144,19 +144,20 @@ def _wrap_tls(sock, host):
     return ssl.wrap_socket(sock, server_hostname=host)
 
 
+def _stat(path):
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
 def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
+    return _stat(path) is not None
 
 
-def _is_dir(path):
-    try:
-        return os.stat(path)[0] & 0x4000 != 0
-    except OSError:
-        return False
+def _is_dir(path, st=None):
+    st = st or _stat(path)
+    return st is not None and st[0] & 0x4000 != 0
 
 
 def _remove(path):
@@ -406,13 +407,14 @@ def _join_url(base, location):
 class _Response:
     """An HTTP response body with readinto(), bounded by Content-Length or chunks."""
 
-    def __init__(self, sock, stream, length, chunked):
+    def __init__(self, sock, stream, length, chunked, line):
         self.sock = sock
         self.stream = stream
         self.length = length  # None when the server closes to end the body
         self.left = length if length is not None else -1
         self.chunked = chunked
         self.one = bytearray(1)
+        self.line = line  # reused for chunk-size lines
         if chunked:
             self.left = self._chunk_size()
 
@@ -420,7 +422,7 @@ class _Response:
         if self.left == 0:
             return 0
         if 0 < self.left < len(buf):
-            buf = memoryview(buf)[: self.left]
+            buf = buf[: self.left]  # callers pass memoryviews
         n = self.stream.readinto(buf)
         if not n:
             if self.left > 0:
@@ -430,16 +432,14 @@ class _Response:
         if self.left > 0:
             self.left -= n
             if self.left == 0 and self.chunked:
-                _readline(self.stream, self.one, bytearray(2))  # CRLF after the data
+                _readline(self.stream, self.one, self.line)  # CRLF after the data
                 self.left = self._chunk_size()
         return n
 
     def _chunk_size(self):
-        line = bytearray(32)
-        n = _readline(self.stream, self.one, line)
-        try:
-            size = int(bytes(line[:n]).split(b";")[0].strip(), 16)
-        except ValueError:
+        n = _readline(self.stream, self.one, self.line)
+        size = _number(self.line, 0, n, 16)
+        if size < 0:
             raise DownloadError("bad chunk size")
         if size == 0:
             self.chunked = False  # trailers are not read: the connection closes
@@ -449,6 +449,29 @@ class _Response:
         if self.stream is not self.sock:
             self.stream.close()
         self.sock.close()
+
+
+def _number(buf, start, end, base):
+    """The number written at buf[start:end] (leading spaces, then digits), or -1."""
+    value = -1
+    for i in range(start, end):
+        c = buf[i] | 0x20  # lower-case hex letters; digits are unchanged
+        digit = c - 48 if 48 <= c <= 57 else c - 87 if 97 <= c <= 102 else 99
+        if digit < base:
+            value = (value if value > 0 else 0) * base + digit
+        elif value >= 0 or c != 32:
+            break  # the end of the digits: ';' extensions, NUL or space after them
+    return value
+
+
+def _starts_with(buf, n, prefix):
+    """Case-insensitive test of buf[:n] against a lower-case bytes prefix, allocating nothing."""
+    if n < len(prefix):
+        return False
+    for i in range(len(prefix)):
+        if buf[i] | 0x20 != prefix[i] | 0x20:
+            return False
+    return True
 
 
 def _readline(stream, one, line):
@@ -485,11 +508,12 @@ def _request(url, cfg, pin, offset=0):
                 raise VerifyError(_PIN_FAILED + " (no TLS to check)")
             stream = _stream(sock)
             _send_request(stream, host, port, path, cfg, offset)
-            status, length, chunked, location = _read_head(stream)
+            line = bytearray(_LINE_MAX)
+            status, length, chunked, location = _read_head(stream, line)
+            response = _Response(sock, stream, length, chunked, line)
         except BaseException:
             sock.close()
             raise
-        response = _Response(sock, stream, length, chunked)
         if status in (301, 302, 303, 307, 308) and location:
             response.close()
             url = _join_url(url, location)
@@ -517,13 +541,13 @@ def _send_request(stream, host, port, path, cfg, offset):
         data = data[n:] if n else data
 
 
-def _read_head(stream):
+def _read_head(stream, line):
+    """(status, Content-Length or None, chunked, Location or None), read through `line`."""
     one = bytearray(1)
-    line = bytearray(_LINE_MAX)
     n = _readline(stream, one, line)
-    if n < 12 or bytes(line[:5]) != b"HTTP/" or not bytes(line[9:12]).isdigit():
+    status = _number(line, 9, 12, 10)
+    if n < 12 or not _starts_with(line, n, b"http/") or status < 100:
         raise DownloadError("not an HTTP response")
-    status = int(bytes(line[9:12]))
     length, chunked, location = None, False, None
     total = n
     while True:
@@ -533,17 +557,15 @@ def _read_head(stream):
             raise DownloadError("response headers larger than %d bytes" % _HEADERS_MAX)
         if not n:
             return status, length, chunked, location
-        name, _, value = bytes(line[:n]).decode().partition(":")
-        name = name.strip().lower()
-        value = value.strip()
-        if name == "content-length":
-            if not value.isdigit():
+        # Only three headers matter; they are recognised in the buffer, not as strings.
+        if _starts_with(line, n, b"content-length:"):
+            length = _number(line, 15, n, 10)
+            if length < 0:
                 raise DownloadError("bad Content-Length")
-            length = int(value)
-        elif name == "transfer-encoding":
-            chunked = "chunked" in value.lower()
-        elif name == "location":
-            location = value
+        elif _starts_with(line, n, b"transfer-encoding:"):
+            chunked = b"chunked" in bytes(line[18:n]).lower()
+        elif _starts_with(line, n, b"location:"):
+            location = bytes(line[9:n]).decode().strip()
 
 
 def _check_pin(sock, pin):
@@ -625,7 +647,7 @@ def _copy(src, buf, dest, hasher=None, limit=-1):
         n = src.readinto(buf)
         if not n:
             return total
-        chunk = buf if n == len(buf) else memoryview(buf)[:n]
+        chunk = buf if n == len(buf) else buf[:n]
         total += n
         if 0 <= limit < total:
             raise VerifyError("download is larger than the free space")
@@ -643,7 +665,7 @@ def _download(url, path, cfg, pin, sha):
             raise VerifyError("archive of %d bytes does not fit in %d free bytes" % (response.length, free))
         hasher = _sha256()
         with open(path, "wb") as f:
-            size = _copy(response, bytearray(_CHUNK), f.write, hasher, free)
+            size = _copy(response, memoryview(bytearray(_CHUNK)), f.write, hasher, free)
     except BaseException:
         _remove(path)
         raise
@@ -709,9 +731,13 @@ class _Tar:
 
     def __init__(self, path, buf):
         self.f = open(path, "rb")
-        self.gz = _gunzip(self.f, 15)
-        self.buf = buf
-        self.block = memoryview(buf)[:512]
+        try:
+            self.gz = _gunzip(self.f, 15)
+        except (OSError, ValueError):  # MicroPython checks the gzip header here
+            self.f.close()
+            raise VerifyError("archive is not a gzip file")
+        self.buf = buf = memoryview(buf)  # sliced without copying
+        self.block = buf[:512]
         self.left = 0  # unread data of the current member
         self.pad = 0
         self.count = 0
@@ -730,13 +756,13 @@ class _Tar:
     def _read(self, view):
         try:
             return self.gz.readinto(view)
-        except OSError:  # what MicroPython's decompressors raise on corrupt data
+        except (OSError, ValueError):  # what MicroPython's decompressors raise on corrupt data
             raise VerifyError("archive is not a valid gzip file")
 
     def readinto(self, buf):
         if self.left <= 0:
             return 0
-        view = buf if self.left >= len(buf) else memoryview(buf)[: self.left]
+        view = buf if self.left >= len(buf) else buf[: self.left]
         self._fill(view)
         self.left -= len(view)
         return len(view)
@@ -770,7 +796,7 @@ class _Tar:
                     raise VerifyError("archive has an oversized extended header")
                 data = self._read_small(member_size)
                 if kind == "L":
-                    name = data.split(b"\0")[0].decode()
+                    name = _text(data, 0, len(data))
                 else:
                     name, size = _pax(data, name, size)
                 continue
@@ -787,19 +813,20 @@ class _Tar:
 
     def _header(self):
         b = self.block
-        total = sum(b) - sum(b[148:156]) + 8 * 32
-        try:
-            if int(bytes(b[148:156]).strip(b"\0 ") or b"-1", 8) != total:
-                raise ValueError
-            size_field = bytes(b[124:136])
-            if size_field[0] & 0x80:
-                raise VerifyError("archive member too large")
-            size = int(size_field.strip(b"\0 ") or b"0", 8)
-            name = bytes(b[0:100]).split(b"\0")[0].decode()
-            if bytes(b[257:263]) == b"ustar\x00" and b[345]:  # POSIX ustar prefix
-                name = bytes(b[345:500]).split(b"\0")[0].decode() + "/" + name
-        except ValueError:
+        total = sum(b) + 8 * 32  # the checksum field counts as spaces
+        for i in range(148, 156):
+            total -= b[i]
+        if _number(b, 148, 156, 8) != total:
             raise VerifyError("archive has a corrupt tar header")
+        if b[124] & 0x80:
+            raise VerifyError("archive member too large")
+        size = max(_number(b, 124, 136, 8), 0)
+        try:
+            name = _text(b, 0, 100)
+            if b[345] and b[257] == 117 and b[262] == 0:  # POSIX "ustar\0": a prefix field
+                name = _text(b, 345, 500) + "/" + name
+        except ValueError:
+            raise VerifyError("archive has a member name that is not UTF-8")
         kind = chr(b[156]) if b[156] else "0"
         if kind not in "05xgL":
             raise VerifyError("archive member %r is not a regular file or directory" % name)
@@ -809,6 +836,14 @@ class _Tar:
         # Read the gzip stream to its end so that its CRC is checked.
         while self._read(self.buf):
             pass
+
+
+def _text(buf, start, end):
+    # a NUL-terminated tar header field as text
+    stop = start
+    while stop < end and buf[stop]:
+        stop += 1
+    return str(memoryview(buf)[start:stop], "utf-8")
 
 
 def _pax(data, name, size):
@@ -843,9 +878,26 @@ def _safe_path(name):
 
 def _excluded(path, excluded):
     for entry in excluded:
-        if path == entry or path.startswith(entry + "/"):
+        if path.startswith(entry) and (len(path) == len(entry) or path[len(entry)] == "/"):
             return True
     return False
+
+
+def _new_parent(path, known):
+    """path's directory, when it is not `known` (the one the previous member was in)."""
+    cut = path.rfind("/")
+    if cut <= 0 or (cut == len(known) and path.startswith(known)):
+        return None
+    return path[:cut]
+
+
+def _parents(path):
+    # each directory on the way to path, and path itself: "a/b" -> "a", "a/b"
+    slash = path.find("/")
+    while slash > 0:
+        yield path[:slash]
+        slash = path.find("/", slash + 1)
+    yield path
 
 
 def _normalise_entries(entries, what):
@@ -874,6 +926,7 @@ def _validate(state, cfg, buf):
     bsize = os.statvfs(".")[0]
     free = _free_bytes()
     growth = peak = 0
+    checked = ""
     tar = _Tar(archive, buf)
     try:
         while True:
@@ -885,16 +938,19 @@ def _validate(state, cfg, buf):
                 continue
             if path in protected or path.endswith(_TMP_SUFFIX):
                 raise VerifyError("archive would overwrite %r" % path)
-            slash = path.find("/")
-            while slash > 0:  # every parent must be a directory, or be made one
-                if _exists(path[:slash]) and not _is_dir(path[:slash]):
-                    raise VerifyError("archive puts %r under a file" % path)
-                slash = path.find("/", slash + 1)
+            parent = _new_parent(path, checked)
+            if parent:
+                for step in _parents(parent):  # each must be a directory, or be made one
+                    st = _stat(step)
+                    if st and not _is_dir(step, st):
+                        raise VerifyError("archive puts %r under a file" % path)
+                checked = parent
             if is_dir:
-                if not _is_dir(path):
-                    if _exists(path):
-                        raise VerifyError("archive has directory %r where the device has a file" % path)
+                st = _stat(path)
+                if st is None:
                     growth += 2 * bsize
+                elif not _is_dir(path, st):
+                    raise VerifyError("archive has directory %r where the device has a file" % path)
                 continue
             if path == "version":
                 if size > 64 or tar._read_small(size).decode().strip() != version:
@@ -907,13 +963,10 @@ def _validate(state, cfg, buf):
                     raise VerifyError("the archive's uota.cfg is too large")
                 new_cfg = tar._read_small(size).decode()
                 parse_cfg(new_cfg)
-            try:
-                st = os.stat(path)
-                if st[0] & 0x4000:
-                    raise VerifyError("archive has file %r where the device has a directory" % path)
-                old = st[6]
-            except OSError:
-                old = 0
+            st = _stat(path)
+            if _is_dir(path, st):
+                raise VerifyError("archive has file %r where the device has a directory" % path)
+            old = st[6] if st else 0
             blocks = (size + bsize - 1) // bsize * bsize
             peak = max(peak, growth + blocks + bsize)
             growth += blocks - (old + bsize - 1) // bsize * bsize
@@ -930,16 +983,12 @@ def _validate(state, cfg, buf):
 
 
 def _makedirs(path):
-    slash = path.find("/")
-    while slash > 0:
-        parent = path[:slash]
-        if not _is_dir(parent):
-            os.mkdir(parent)
-        slash = path.find("/", slash + 1)
+    for step in _parents(path):
+        if not _is_dir(step):
+            os.mkdir(step)
 
 
 def _write_member(tar, path, buf):
-    _makedirs(path)
     tmp = path + _TMP_SUFFIX
     with open(tmp, "wb") as f:
         _copy(tar, buf, f.write)
@@ -948,7 +997,7 @@ def _write_member(tar, path, buf):
 
 def _install(state, cfg, quiet):
     """Validate, then apply. A refused archive changes nothing and is deleted."""
-    buf = bytearray(_CHUNK)
+    buf = memoryview(bytearray(_CHUNK))
     try:
         plan = _validate(state, cfg, buf)
     except VerifyError:
@@ -964,6 +1013,7 @@ def _apply(state, plan, buf, quiet):
     _write_state("installing", *state[1:])
     if _read_version() == version:
         _remove("version")  # a reinstall: only the new version file may commit it
+    made = ""
     tar = _Tar(state[4], buf)
     try:
         while True:
@@ -973,9 +1023,11 @@ def _apply(state, plan, buf, quiet):
             path, is_dir, _ = member
             if path in ("", ".", "version", "uota.cfg") or _excluded(path, excluded):
                 continue
-            if is_dir:
-                _makedirs(path + "/")
-            else:
+            folder = path if is_dir else _new_parent(path, made)
+            if folder:
+                _makedirs(folder)  # also when the archive has no directory entries
+                made = folder
+            if not is_dir:
                 _write_member(tar, path, buf)
             gc.collect()
     finally:
