@@ -155,8 +155,8 @@ def _exists(path):
     return _stat(path) is not None
 
 
-def _is_dir(path, st=None):
-    st = st or _stat(path)
+def _is_dir(st):
+    """Whether a stat result (None for a missing path) is a directory's."""
     return st is not None and st[0] & 0x4000 != 0
 
 
@@ -637,7 +637,9 @@ def _fetch_small(url, cfg, pin, limit):
 
 def _free_bytes():
     st = os.statvfs(".")
-    return st[0] * st[3]
+    # Capped below 2**30 so it stays a small int: MicroPython allocates for larger ones,
+    # on every comparison in the download loop.
+    return min(st[0] * st[3], 0x3FFFFFFF)
 
 
 def _copy(src, buf, dest, hasher=None, limit=-1):
@@ -741,6 +743,7 @@ class _Tar:
         self.left = 0  # unread data of the current member
         self.pad = 0
         self.count = 0
+        self.is_dir = False
 
     def close(self):
         self.f.close()
@@ -776,7 +779,7 @@ class _Tar:
             self.left -= n
 
     def next(self):
-        """(path, is_dir, size) of the next member, or None at the end of the archive."""
+        """The next member's path (its kind in is_dir, its size in left), or None at the end."""
         name = None
         size = None
         while True:
@@ -803,7 +806,8 @@ class _Tar:
             if size is not None:
                 self.left = size
                 self.pad = -size % 512
-            return _safe_path(name or header_name), kind == "5", self.left
+            self.is_dir = kind == "5"
+            return _safe_path(name or header_name)
 
     def _read_small(self, size):
         data = bytearray(size)
@@ -877,7 +881,8 @@ def _safe_path(name):
 
 
 def _excluded(path, excluded):
-    for entry in excluded:
+    for i in range(len(excluded)):  # indexing: a list iterator would be allocated per member
+        entry = excluded[i]
         if path.startswith(entry) and (len(path) == len(entry) or path[len(entry)] == "/"):
             return True
     return False
@@ -930,10 +935,10 @@ def _validate(state, cfg, buf):
     tar = _Tar(archive, buf)
     try:
         while True:
-            member = tar.next()
-            if member is None:
+            path = tar.next()
+            if path is None:
                 break
-            path, is_dir, size = member
+            is_dir, size = tar.is_dir, tar.left
             if path in ("", ".") or (is_dir and _excluded(path, excluded)):
                 continue
             if path in protected or path.endswith(_TMP_SUFFIX):
@@ -942,14 +947,14 @@ def _validate(state, cfg, buf):
             if parent:
                 for step in _parents(parent):  # each must be a directory, or be made one
                     st = _stat(step)
-                    if st and not _is_dir(step, st):
+                    if st and not _is_dir(st):
                         raise VerifyError("archive puts %r under a file" % path)
                 checked = parent
             if is_dir:
                 st = _stat(path)
                 if st is None:
                     growth += 2 * bsize
-                elif not _is_dir(path, st):
+                elif not _is_dir(st):
                     raise VerifyError("archive has directory %r where the device has a file" % path)
                 continue
             if path == "version":
@@ -964,7 +969,7 @@ def _validate(state, cfg, buf):
                 new_cfg = tar._read_small(size).decode()
                 parse_cfg(new_cfg)
             st = _stat(path)
-            if _is_dir(path, st):
+            if _is_dir(st):
                 raise VerifyError("archive has file %r where the device has a directory" % path)
             old = st[6] if st else 0
             blocks = (size + bsize - 1) // bsize * bsize
@@ -984,14 +989,17 @@ def _validate(state, cfg, buf):
 
 def _makedirs(path):
     for step in _parents(path):
-        if not _is_dir(step):
+        if not _is_dir(_stat(step)):
             os.mkdir(step)
 
 
 def _write_member(tar, path, buf):
     tmp = path + _TMP_SUFFIX
-    with open(tmp, "wb") as f:
+    f = open(tmp, "wb")
+    try:
         _copy(tar, buf, f.write)
+    finally:
+        f.close()
     os.rename(tmp, path)  # the file is always its old or its new content
 
 
@@ -1017,10 +1025,10 @@ def _apply(state, plan, buf, quiet):
     tar = _Tar(state[4], buf)
     try:
         while True:
-            member = tar.next()
-            if member is None:
+            path = tar.next()
+            if path is None:
                 break
-            path, is_dir, _ = member
+            is_dir = tar.is_dir
             if path in ("", ".", "version", "uota.cfg") or _excluded(path, excluded):
                 continue
             folder = path if is_dir else _new_parent(path, made)
@@ -1043,7 +1051,7 @@ def _apply(state, plan, buf, quiet):
 
 
 def _remove_tree(path):
-    if _is_dir(path):
+    if _is_dir(_stat(path)):
         for entry in os.listdir(path):
             _remove_tree(path + "/" + entry)
         os.rmdir(path)
