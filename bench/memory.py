@@ -10,7 +10,6 @@ with plain `tar -czf`, and for the same release with every file four times large
 
 import argparse
 import http.server
-import os
 import random
 import subprocess
 import sys
@@ -23,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from releases import DEVICE_MODULE_DIR, publish, tar_cli, write_tree  # noqa: E402
+from fixtures_runtime import DEVICE_MODULE_DIR  # noqa: E402
+from releases import publish, tar_cli, write_tree  # noqa: E402
 from uota.runtime import run_device  # noqa: E402
 
 # socket and binascii are imported first: firmware has them built in (C), while in the

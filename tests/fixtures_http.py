@@ -6,12 +6,13 @@ changes how one path is answered through `server.quirks[path] = (kind, arg)`:
   ("chunked", None)                 send the file with Transfer-Encoding: chunked
   ("truncate", n)                   announce the full length, send n bytes, close
   ("status", code)                  answer with that status and a short body
+Requests with `Range: bytes=N-` get a 206 from byte N unless `server.honour_range` is False;
+`server.ranges` lists the Range headers received.
 `silent_server()` accepts connections and never answers.
 """
 
 import datetime
 import http.server
-import os
 import socket
 import ssl
 import threading
@@ -29,6 +30,11 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         self.server.requests.append(self.path)
         quirk = self.server.quirks.get(self.path.split("?")[0])
+        wanted = self.headers.get("Range")
+        if wanted:
+            self.server.ranges.append(wanted)
+        if quirk is None and wanted and self.server.honour_range:
+            return self._send_from(int(wanted.split("=")[1].split("-")[0]))
         if quirk is None:
             return super().do_GET()
         kind, arg = quirk
@@ -56,6 +62,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
                 self.wfile.write(data[:arg])
             self.close_connection = True
 
+    def _send_from(self, start):
+        data = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+        self._reply(206, data[start:], [("Content-Range", "bytes %d-%d/%d" % (start, len(data) - 1, len(data)))])
+
     def _reply(self, status, body, headers=()):
         self.send_response(status)
         for name, value in headers:
@@ -77,6 +87,8 @@ class ReleaseServer(http.server.ThreadingHTTPServer):
             self.socket = tls_context.wrap_socket(self.socket, server_side=True)
         self.quirks = {}
         self.requests = []
+        self.ranges = []
+        self.honour_range = True
         scheme = "https" if tls_context else "http"
         self.url = "%s://127.0.0.1:%d/" % (scheme, self.server_address[1])
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)

@@ -5,7 +5,8 @@ import json
 import subprocess
 import sys
 
-from releases import DEVICE_MODULE_DIR, Device
+from fixtures_runtime import DEVICE_MODULE_DIR
+from releases import Device
 
 MODULE = DEVICE_MODULE_DIR / "uota.py"
 # Built into MicroPython firmware (old `u` names included); logging is used when present.

@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 from releases import file_member, publish, tar_members, write_tree
-from test_device_update import NEW, OLD, make_device, release
+from test_device_update import make_device, release
 
 BAD_LATEST = [
     pytest.param("", id="empty"),

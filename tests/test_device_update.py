@@ -4,12 +4,14 @@ Each test serves a real .tar.gz from a real HTTP server on 127.0.0.1 and runs th
 device module on the runtime under test (`runtime` fixture: cpython, mp120, mp129).
 """
 
-import os
+import gzip
 import tarfile
 
 import pytest
 
-from releases import Device, device_cfg, publish, tar_cli, tar_members, tar_python, file_member, write_tree
+from uota.build import gzip_with_window
+
+from releases import Device, device_cfg, publish, tar_cli, tar_python, write_tree
 
 OLD = {
     "main.py": "print('old')\n",
@@ -234,7 +236,10 @@ def test_truncated_download_is_not_installed(runtime, tmp_path, dist, server, wi
 
     assert result == "False False"
     assert "closed before the end" in log
-    assert device.files() == before
+    after = device.files()
+    kept = {name: after.pop(name) for name in ("fw.tmp", "uota.state") if name in after}
+    assert after == before
+    assert bool(kept) == with_hash  # only a download with a hash is kept, to be resumed
 
 
 def test_silent_server_times_out(runtime, tmp_path, silent_server):
@@ -403,3 +408,39 @@ def test_pin_on_plain_http_fails(runtime, tmp_path, dist, server):
     assert result == "False False"
     assert "Certificate pinning failed" in log
     assert device.files() == before
+
+
+@pytest.mark.parametrize("honour_range", [True, False], ids=["206", "server-ignores-range"])
+def test_download_cut_short_is_resumed_on_the_next_check(runtime, tmp_path, dist, server, honour_range):
+    archive = release(dist, tmp_path)
+    server.quirks["/" + archive.name] = ("truncate", archive.stat().st_size // 3)
+    server.honour_range = honour_range
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    first, log = device.call("print(uota.check_for_updates())")
+    assert first == "False", log
+    kept = len(device.files()["fw.tmp"])
+    del server.quirks["/" + archive.name]
+    result, log = device.update()
+
+    assert kept == archive.stat().st_size // 3
+    assert server.ranges == ["bytes=%d-" % kept]
+    assert result == "True True", log
+    assert device.files() == expected_after_update(before, NEW)
+
+
+@pytest.mark.parametrize("bits", [9, 12, 15])
+def test_small_window_release_installs(runtime, tmp_path, dist, server, bits):
+    src = write_tree(tmp_path / "src", NEW)
+    plain = tar_python(src, tmp_path / "plain.tar.gz")
+    archive = dist / "small-window.tar.gz"
+    archive.write_bytes(gzip_with_window(gzip.decompress(plain.read_bytes()), bits))
+    publish(dist, "1.1.0", archive)
+    device = make_device(runtime, tmp_path, server.url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "True True", log
+    assert device.files() == expected_after_update(before, NEW)

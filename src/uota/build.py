@@ -40,6 +40,8 @@ hex SHA-256 of the archive bytes.
 
 import fnmatch
 import gzip
+import struct
+import zlib
 import hashlib
 import io
 import os
@@ -243,6 +245,22 @@ def _archive_bytes(members, mtime):
                     info.type, info.mode, info.size = tarfile.REGTYPE, 0o644, len(member.data)
                     tar.addfile(info, io.BytesIO(member.data))
     return buffer.getvalue()
+
+
+def gzip_with_window(data, window_bits):
+    """`data` as a gzip file compressed with a 2**window_bits window, which the header says.
+
+    The FEXTRA subfield "uw" (one byte: the window bits) tells a device how little RAM it
+    needs to unpack the stream; gzip, tar and Python ignore it, so this stays a .tar.gz.
+    """
+    if not 9 <= window_bits <= 15:
+        raise CommandError("the window must be 9 to 15 bits, not {}".format(window_bits))
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -window_bits, 9)
+    body = deflate.compress(data) + deflate.flush()
+    extra = b"uw" + struct.pack("<HB", 1, window_bits)
+    header = b"\x1f\x8b\x08\x04" + struct.pack("<IBBH", 0, 2, 255, len(extra)) + extra
+    trailer = struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
+    return header + body + trailer
 
 
 def _unpacked_size(members):

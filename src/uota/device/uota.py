@@ -3,6 +3,7 @@
 # The update flow, top to bottom:
 #   check_for_updates(): recover -> read uota.cfg -> GET latest -> compare versions
 #                        -> GET the archive into tmp_filename, hashing as it streams
+#                        (resumed with a Range request when an earlier try was cut)
 #                        -> record the verified download in the state file
 #   install_new_firmware(): validate the whole archive (names, types, sizes, space)
 #                        -> journal "installing" -> write every file beside its target,
@@ -11,9 +12,11 @@
 #   recover(): finishes an install that a reset interrupted; call it first in boot.py.
 #
 # On-flash state (all paths relative to the current directory, the device's root):
-#   uota.state  "ready|installing;version;size;sha256;archive\n" then one excluded
-#               entry per line, then "end\n". Replaced atomically (written beside,
-#               renamed over); a file without its "end" line is ignored.
+#   uota.state  "phase;version;size;sha256;archive\n" then one excluded entry per line,
+#               then "end\n". phase: partial (downloading; resumable as the hash is
+#               known), ready (downloaded and verified), installing (the journal).
+#               Replaced atomically (written beside, renamed over); a file without its
+#               "end" line is ignored.
 #   <path>.uota-new  a file being written; renamed over <path> once complete.
 #
 # MIT license.
@@ -407,7 +410,8 @@ def _join_url(base, location):
 class _Response:
     """An HTTP response body with readinto(), bounded by Content-Length or chunks."""
 
-    def __init__(self, sock, stream, length, chunked, line):
+    def __init__(self, sock, stream, head, line):
+        self.status, length, chunked, _, self.range_start = head
         self.sock = sock
         self.stream = stream
         self.length = length  # None when the server closes to end the body
@@ -509,11 +513,12 @@ def _request(url, cfg, pin, offset=0):
             stream = _stream(sock)
             _send_request(stream, host, port, path, cfg, offset)
             line = bytearray(_LINE_MAX)
-            status, length, chunked, location = _read_head(stream, line)
-            response = _Response(sock, stream, length, chunked, line)
+            head = _read_head(stream, line)
+            response = _Response(sock, stream, head, line)
         except BaseException:
             sock.close()
             raise
+        status, location = head[0], head[3]
         if status in (301, 302, 303, 307, 308) and location:
             response.close()
             url = _join_url(url, location)
@@ -542,13 +547,13 @@ def _send_request(stream, host, port, path, cfg, offset):
 
 
 def _read_head(stream, line):
-    """(status, Content-Length or None, chunked, Location or None), read through `line`."""
+    """(status, Content-Length or None, chunked, Location or None, Content-Range start or -1)."""
     one = bytearray(1)
     n = _readline(stream, one, line)
     status = _number(line, 9, 12, 10)
     if n < 12 or not _starts_with(line, n, b"http/") or status < 100:
         raise DownloadError("not an HTTP response")
-    length, chunked, location = None, False, None
+    length, chunked, location, range_start = None, False, None, -1
     total = n
     while True:
         n = _readline(stream, one, line)
@@ -556,8 +561,8 @@ def _read_head(stream, line):
         if total > _HEADERS_MAX:
             raise DownloadError("response headers larger than %d bytes" % _HEADERS_MAX)
         if not n:
-            return status, length, chunked, location
-        # Only three headers matter; they are recognised in the buffer, not as strings.
+            return status, length, chunked, location, range_start
+        # Only four headers matter; they are recognised in the buffer, not as strings.
         if _starts_with(line, n, b"content-length:"):
             length = _number(line, 15, n, 10)
             if length < 0:
@@ -566,6 +571,10 @@ def _read_head(stream, line):
             chunked = b"chunked" in bytes(line[18:n]).lower()
         elif _starts_with(line, n, b"location:"):
             location = bytes(line[9:n]).decode().strip()
+        elif _starts_with(line, n, b"content-range:"):  # "bytes 100-199/200"
+            value = bytes(line[14:n]).strip()
+            if value.startswith(b"bytes "):
+                range_start = _number(value, 6, len(value), 10)
 
 
 def _check_pin(sock, pin):
@@ -658,24 +667,39 @@ def _copy(src, buf, dest, hasher=None, limit=-1):
         dest(chunk)
 
 
-def _download(url, path, cfg, pin, sha):
-    """Stream url into path, hashing on the fly; return (size, sha256 hex)."""
+def _download(url, path, cfg, pin, sha, offset):
+    """Stream url into path from byte `offset` (what an earlier try left), hashing on the fly.
+
+    Returns (size, sha256 hex). A failed download with a known hash is kept to be resumed.
+    """
+    buf = memoryview(bytearray(_CHUNK))
+    hasher = _sha256()
+    if offset:
+        with open(path, "rb") as f:  # the bytes already there count towards the hash
+            _copy(f, buf, hasher.update)
     free = _free_bytes()
-    response = _request(url, cfg, pin)
+    response = _request(url, cfg, pin, offset)
     try:
+        if response.status == 206 and response.range_start != offset:
+            response.close()
+            return _download(url, path, cfg, pin, sha, 0)
+        if response.status == 200 and offset:  # the server ignores Range: start over
+            hasher = _sha256()
+            offset = 0
         if response.length is not None and response.length > free:
             raise VerifyError("archive of %d bytes does not fit in %d free bytes" % (response.length, free))
-        hasher = _sha256()
-        with open(path, "wb") as f:
-            size = _copy(response, memoryview(bytearray(_CHUNK)), f.write, hasher, free)
+        with open(path, "ab" if offset else "wb") as f:
+            size = offset + _copy(response, buf, f.write, hasher, free)
     except BaseException:
-        _remove(path)
+        if not sha:  # without a hash to check a resumed file against, never resume
+            _remove(path)
         raise
     finally:
         response.close()
     digest = _hex(hasher.digest())
     if sha and digest != sha:
         _remove(path)
+        _remove(_STATE)
         raise VerifyError("SHA-256 of the download does not match latest")
     return size, digest
 
@@ -728,18 +752,41 @@ def _clear_state(state):
 # ---------------------------------------------------------------- the archive: tar in gzip
 
 
+def window_bits(header):
+    """The deflate window an archive was made with: gzip FEXTRA subfield "uw", else 15.
+
+    A release built with a small window can be unpacked with that much RAM; a plain
+    `tar -czf` archive says nothing and needs the full 32 KB.
+    """
+    n = len(header)
+    if n < 12 or header[0] != 0x1F or header[1] != 0x8B or not header[3] & 4:
+        return 15
+    end = min(12 + (header[10] | header[11] << 8), n)
+    pos = 12
+    while pos + 4 <= end:
+        size = header[pos + 2] | header[pos + 3] << 8
+        if header[pos] == 0x75 and header[pos + 1] == 0x77 and size == 1 and pos + 4 < end:
+            bits = header[pos + 4]
+            if 9 <= bits <= 15:
+                return bits
+        pos += 4 + size
+    return 15
+
+
 class _Tar:
     """Members of a .tar.gz, read through one 512-byte view of the shared buffer."""
 
     def __init__(self, path, buf):
         self.f = open(path, "rb")
-        try:
-            self.gz = _gunzip(self.f, 15)
-        except (OSError, ValueError):  # MicroPython checks the gzip header here
-            self.f.close()
-            raise VerifyError("archive is not a gzip file")
         self.buf = buf = memoryview(buf)  # sliced without copying
         self.block = buf[:512]
+        try:
+            self.bits = window_bits(buf[: self.f.readinto(buf[:64])])
+            self.f.seek(0)
+            self.gz = _gunzip(self.f, self.bits)
+        except (OSError, ValueError, MemoryError):  # MicroPython < 1.21 checks the header here
+            self.f.close()
+            raise VerifyError("archive is not a gzip file, or no RAM for its window")
         self.left = 0  # unread data of the current member
         self.pad = 0
         self.count = 0
@@ -761,6 +808,11 @@ class _Tar:
             return self.gz.readinto(view)
         except (OSError, ValueError):  # what MicroPython's decompressors raise on corrupt data
             raise VerifyError("archive is not a valid gzip file")
+        except MemoryError:  # deflate allocates its window at the first read
+            raise VerifyError(
+                "not enough RAM for the %d KB window this archive needs: build the release "
+                "with uota build --window-bits 12" % ((1 << self.bits) // 1024)
+            )
 
     def readinto(self, buf):
         if self.left <= 0:
@@ -1018,26 +1070,23 @@ def _install(state, cfg, quiet):
 def _apply(state, plan, buf, quiet):
     new_cfg, delete = plan
     version, excluded = state[1], state[5]
-    _write_state("installing", *state[1:])
-    if _read_version() == version:
-        _remove("version")  # a reinstall: only the new version file may commit it
     made = ""
     tar = _Tar(state[4], buf)
     try:
-        while True:
+        path = tar.next()  # the window is allocated now, while nothing has changed yet
+        _write_state("installing", *state[1:])
+        if _read_version() == version:
+            _remove("version")  # a reinstall: only the new version file may commit it
+        while path is not None:
+            if not (path in ("", ".", "version", "uota.cfg") or _excluded(path, excluded)):
+                folder = path if tar.is_dir else _new_parent(path, made)
+                if folder:
+                    _makedirs(folder)  # also when the archive has no directory entries
+                    made = folder
+                if not tar.is_dir:
+                    _write_member(tar, path, buf)
+                gc.collect()
             path = tar.next()
-            if path is None:
-                break
-            is_dir = tar.is_dir
-            if path in ("", ".", "version", "uota.cfg") or _excluded(path, excluded):
-                continue
-            folder = path if is_dir else _new_parent(path, made)
-            if folder:
-                _makedirs(folder)  # also when the archive has no directory entries
-                made = folder
-            if not is_dir:
-                _write_member(tar, path, buf)
-            gc.collect()
     finally:
         tar.close()
     if new_cfg is not None:
@@ -1110,17 +1159,24 @@ def check_for_updates(version_check=True, quiet=False, pubkey_hash=b""):
                     _log("info", "version %s is the newest" % current)
                 return False
         archive = cfg["tmp_filename"]
+        excluded = _normalise_entries(cfg.get("excluded_files", []), "excluded_files")
         state = _read_state()
-        if state and state[0] == "ready" and state[1] == version and (not sha or state[3] == sha):
-            if _exists(archive) and os.stat(archive)[6] == state[2]:
-                return True
-        _remove(_STATE)
-        if free_kb * 1024 > _free_bytes():
+        st = _stat(archive)
+        offset = 0
+        if state and state[1] == version and st and (state[3] == sha or not sha and state[0] == "ready"):
+            if state[0] == "ready" and st[6] == state[2]:
+                return True  # downloaded and verified in an earlier boot
+            if state[0] == "partial":
+                offset = st[6]
+        if not offset:
+            _remove(_STATE)
+        if free_kb * 1024 > _free_bytes() + offset:
             raise VerifyError("not enough free space: the release needs %d kB, %d kB free" % (free_kb, _free_bytes() // 1024))
         if not quiet:
-            _log("info", "new version %s is available" % version)
-        size, digest = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha)
-        excluded = _normalise_entries(cfg.get("excluded_files", []), "excluded_files")
+            _log("info", "new version %s is available%s" % (version, " (resuming at byte %d)" % offset if offset else ""))
+        if sha:  # a download cut short can be resumed, and checked against the hash
+            _write_state("partial", version, 0, sha, archive, excluded)
+        size, digest = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha, offset)
         _write_state("ready", version, size, digest, archive, excluded)
         return True
 
@@ -1135,7 +1191,7 @@ def install_new_firmware(quiet=False):
         if _recover(cfg, quiet):
             return True
         state = _read_state()
-        if not state:
+        if not state or state[0] != "ready":
             raise VerifyError("no verified download to install")
         if not _exists(state[4]) or os.stat(state[4])[6] != state[2]:
             _clear_state(state)
