@@ -11,7 +11,6 @@ Requests with `Range: bytes=N-` get a 206 from byte N unless `server.honour_rang
 `silent_server()` accepts connections and never answers.
 """
 
-import datetime
 import http.server
 import socket
 import ssl
@@ -19,6 +18,9 @@ import threading
 from pathlib import Path
 
 import pytest
+
+from uota.pin import load_certificate_file
+from uota.serve import make_self_signed_certificate
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -125,34 +127,7 @@ def silent_server():
 @pytest.fixture(scope="session")
 def tls_identity(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1: (server SSLContext, certificate DER)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    import ipaddress
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
-    folder = tmp_path_factory.mktemp("tls")
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    cert_file, key_file = make_self_signed_certificate(tmp_path_factory.mktemp("tls"), "127.0.0.1")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
-    return context, cert.public_bytes(serialization.Encoding.DER)
+    return context, load_certificate_file(cert_file)
