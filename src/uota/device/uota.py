@@ -290,6 +290,11 @@ def _read_cfg():
     for key in ("url", "tmp_filename"):
         if not isinstance(cfg.get(key), str) or not cfg[key]:
             raise VerifyError("uota.cfg: %s must be a non-empty string" % key)
+    for key, kind in (("excluded_files", (list, tuple)), ("delete", (list, tuple)), ("headers", dict), ("timeout", (int, float))):
+        if key in cfg and not isinstance(cfg[key], kind):
+            raise VerifyError("uota.cfg: %s has the wrong type" % key)
+    if cfg.get("timeout", 10) <= 0:
+        raise VerifyError("uota.cfg: timeout must be positive")
     if not cfg["url"].endswith("/"):
         cfg["url"] += "/"
     return cfg
@@ -332,8 +337,8 @@ def parse_version(version):
     """A comparable key: numeric parts as numbers, 1.0 == 1.0.0, 2.0.0-rc1 < 2.0.0."""
     if not version or len(version) > 64:
         raise VerifyError("invalid version %r" % version)
-    for c in version:
-        if not (c.isalpha() or c.isdigit() or c in ".+-_"):
+    for c in version:  # ASCII only: MicroPython and CPython agree on what a letter is
+        if not ("0" <= c <= "9" or "a" <= c <= "z" or "A" <= c <= "Z" or c in ".+-_"):
             raise VerifyError("invalid version %r" % version)
     release = version.split("+")[0]  # build metadata does not order versions
     cut = len(release)
