@@ -9,8 +9,8 @@ import tarfile
 
 import pytest
 
-from releases import file_member, publish, tar_members, write_tree
-from test_device_update import make_device, release
+from releases import Device, file_member, publish, tar_members, write_tree
+from test_device_update import OLD, make_device, release
 
 BAD_LATEST = [
     pytest.param("", id="empty"),
@@ -167,3 +167,27 @@ class _Zeros:
         n = self.left if n < 0 else min(n, self.left)
         self.left -= n
         return bytes(n)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        pytest.param("{'tmp_filename': 'fw.tmp'}", id="no-url"),
+        pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': ''}", id="empty-tmp-filename"),
+        pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'timeout': 'soon'}", id="timeout-not-a-number"),
+        pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'timeout': 0}", id="timeout-zero"),
+        pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'headers': ['x']}", id="headers-not-a-dict"),
+        pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'excluded_files': 'wifi.json'}", id="excluded-not-a-list"),
+        pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'excluded_files': ['../x']}", id="excluded-outside-root"),
+    ],
+)
+def test_bad_cfg_values_are_a_clear_error(runtime, tmp_path, cfg):
+    device = Device(runtime, tmp_path / "device")
+    write_tree(device.root, dict(OLD, **{"uota.cfg": cfg}))
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "False False"
+    assert "uota.cfg" in log or "unsafe path" in log
+    assert device.files() == before

@@ -295,6 +295,7 @@ def _read_cfg():
             raise VerifyError("uota.cfg: %s has the wrong type" % key)
     if cfg.get("timeout", 10) <= 0:
         raise VerifyError("uota.cfg: timeout must be positive")
+    cfg["excluded_files"] = _normalise_entries(cfg.get("excluded_files", ()), "excluded_files")
     if not cfg["url"].endswith("/"):
         cfg["url"] += "/"
     return cfg
@@ -1163,8 +1164,7 @@ def check_for_updates(version_check=True, quiet=False, pubkey_hash=b""):
                 if not quiet:
                     _log("info", "version %s is the newest" % current)
                 return False
-        archive = cfg["tmp_filename"]
-        excluded = _normalise_entries(cfg.get("excluded_files", []), "excluded_files")
+        archive, excluded = cfg["tmp_filename"], cfg["excluded_files"]
         state = _read_state()
         st = _stat(archive)
         offset = 0
