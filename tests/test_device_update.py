@@ -317,6 +317,23 @@ def test_partial_download_is_never_installed(runtime, tmp_path, dist, server):
     assert device.files()["main.py"] == before["main.py"]
 
 
+# A reset while installing: the exception stands for the power going off after N files.
+CUT_INSTALL = """
+class PowerCut(BaseException): pass
+write = uota._write_member
+count = [0]
+def cutting(*args):
+    count[0] += 1
+    if count[0] > %d: raise PowerCut()
+    write(*args)
+uota._write_member = cutting
+try:
+    uota.install_new_firmware()
+except PowerCut:
+    print('cut')
+"""
+
+
 @pytest.mark.parametrize("cut_after", [1, 3])
 def test_install_interrupted_after_nth_file_is_finished_by_recover(runtime, tmp_path, dist, server, cut_after):
     release(dist, tmp_path)
@@ -324,27 +341,28 @@ def test_install_interrupted_after_nth_file_is_finished_by_recover(runtime, tmp_
     before = device.files()
     device.call("print(uota.check_for_updates())")
 
-    # A reset while installing: the exception stands for the power going off after N files.
-    cut, log = device.call(
-        "class PowerCut(BaseException): pass\n"
-        "write = uota._write_member\n"
-        "count = [0]\n"
-        "def cutting(*args):\n"
-        "    count[0] += 1\n"
-        "    if count[0] > %d: raise PowerCut()\n"
-        "    write(*args)\n"
-        "uota._write_member = cutting\n"
-        "try:\n"
-        "    uota.install_new_firmware()\n"
-        "except PowerCut:\n"
-        "    print('cut')\n" % cut_after
-    )
+    cut, log = device.call(CUT_INSTALL % cut_after)
     assert cut == "cut", log
     assert device.files()["version"] == b"1.0.0\n"
     recovered, log = device.call("print(uota.recover())")
 
     assert recovered == "True", log
     assert device.files() == expected_after_update(before, NEW)
+
+
+def test_recover_without_the_archive_reports_it_and_keeps_the_version(runtime, tmp_path, dist, server):
+    release(dist, tmp_path)
+    device = make_device(runtime, tmp_path, server.url)
+    device.call("print(uota.check_for_updates())")
+    device.call(CUT_INSTALL % 1)
+    (device.root / "fw.tmp").unlink()
+
+    recovered, log = device.call("print(uota.recover())")
+
+    assert recovered == "False"
+    assert "archive is gone" in log
+    assert device.files()["version"] == b"1.0.0\n"
+    assert "uota.state" not in device.files()
 
 
 def test_recover_is_cheap_and_false_when_nothing_to_do(runtime, tmp_path):
