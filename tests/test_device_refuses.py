@@ -191,3 +191,18 @@ def test_bad_cfg_values_are_a_clear_error(runtime, tmp_path, cfg):
     assert result == "False False"
     assert "uota.cfg" in log or "unsafe path" in log
     assert device.files() == before
+
+
+def test_version_member_that_is_not_text_is_refused(runtime, tmp_path, release_server):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    archive = tar_members(dist / "fw.tar.gz", [file_member("main.py", b"x"), file_member("version", b"\xff\xfe")])
+    publish(dist, "1.1.0", archive)
+    device = make_device(runtime, tmp_path, release_server(dist).url)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "True False"
+    assert "not text" in log
+    assert device.files() == before

@@ -1035,6 +1035,8 @@ def _validate(state, cfg, buf):
             growth += blocks - (old + bsize - 1) // bsize * bsize
             if peak > free:  # refuse a decompression bomb at its first oversized member
                 raise VerifyError("the release needs %d kB more than the %d kB free" % ((peak - free + 1023) // 1024, free // 1024))
+    except ValueError:  # text members that are not UTF-8
+        raise VerifyError("the archive's version or uota.cfg is not text")
     finally:
         tar.close()
     delete = (parse_cfg(new_cfg) if new_cfg else cfg).get("delete", [])
