@@ -282,6 +282,8 @@ def _string(text, pos):
 
 
 def _read_cfg():
+    if not _exists("uota.cfg") and _exists("uota.cfg" + _TMP_SUFFIX):
+        os.rename("uota.cfg" + _TMP_SUFFIX, "uota.cfg")  # FAT: cut between remove and rename
     try:
         with open("uota.cfg") as f:
             cfg = parse_cfg(f.read())
