@@ -15,6 +15,9 @@ test: $(STAMP) deps
 bench: $(STAMP) deps
 	$(PY) bench/memory.py
 
+reliability: $(STAMP) deps
+	$(PY) bench/reliability.py
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

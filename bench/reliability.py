@@ -1,0 +1,152 @@
+"""Power cuts at every write of an update: how often the device ends with the old release,
+the new one, or neither (bricked). Writes docs/reliability.md and prints its table.
+
+    python bench/reliability.py
+
+Every cut point of every sweep; about ten minutes, most of it on real MicroPython. The tests
+(tests/test_power_cut.py) run a seeded sample of the same sweeps.
+"""
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import flash  # noqa: E402
+from power_cut import served_releases, sweep_flash, sweep_flash_recover, sweep_micropython  # noqa: E402
+
+REPORT = ROOT / "docs" / "reliability.md"
+RECOVER_CUTS_PER_UPDATE_CUT = 6  # recover() cut at its first, last and 4 seeded writes
+
+METHOD = """\
+# Reliability: power cuts during an update
+
+Written by `make reliability` (`bench/reliability.py`); the tests run a seeded sample of the
+same sweeps (`tests/test_power_cut.py`).
+
+## Method
+
+A device holds release A (`version`, `main.py`, `lib/`, `wifi.json` listed in
+`excluded_files`, `uota.cfg`). A real HTTP server on 127.0.0.1 (`uota serve`) offers
+release B, built by `uota build`: changed files, one unchanged, a new subdirectory, a 9 KB
+incompressible file (over one 4 KB block), the excluded `wifi.json` with other content, and
+a new `uota.cfg` whose `delete` list removes one of A's files.
+
+First an uninterrupted update (`check_for_updates()` then `install_new_firmware()`)
+counts its writes W. Then, for every N in 1..W: a fresh device with A, the same update with
+the power cut after write N (every later write is lost while the code runs on), a reboot,
+`recover()`, and a verdict on the whole tree, byte for byte, `version` included:
+
+- **new**: exactly B (A's `wifi.json` kept, the deleted file gone), nothing else;
+- **old**: exactly A, plus at most the legal leftovers of a download that had not finished:
+  the archive `fw.tmp` (partial or whole) and `uota.state` holding a complete record in
+  phase `partial` or `ready` (the next check resumes or installs them);
+- **bricked**: anything else: a tree that is neither, a file missing or changed, a stray
+  `*.uota-new`, a journal still `installing`, `recover()` reporting an error or raising.
+
+A case that is old or new must then finish the job: one more update without a cut has to
+end at exactly B with nothing left behind, or the case counts as bricked.
+"Update cut, recover cut" also cuts `recover()` itself: after each update cut N, recover is
+cut at its first and last write and at 4 seeded ones in between, then the device reboots,
+recovers and is judged as above.
+
+Where the writes are:
+
+- **littlefs, FAT** (CPython): the device module runs in-process with its `os` and `open`
+  replaced by the real C filesystems on a 1 MB flash of 4 KB blocks (`tests/flash.py`):
+  littlefs-python (littlefs v2, set up as MicroPython's `VfsLfs2`: read/prog 32 bytes,
+  cache 128) and fatfs-ng (ChaN's FatFs, one FAT, 4 KB sectors). A write is one program or
+  erase the littlefs driver issues, or one 4 KB sector FatFs writes. Rename onto an existing
+  file is littlefs's own (atomic) and, on FAT, MicroPython's `vfs_fat.c` recipe: remove the
+  target, then rename.
+- **MicroPython 1.20, 1.29** (WebAssembly): the real firmware runs the device module over
+  `cutfs` (`tests/device_fs/cutfs.py`), an in-memory filesystem mounted with `os.mount`
+  that counts every call that changes it (open for writing, `write`, `rename`, `remove`,
+  `mkdir`, `rmdir`) and drops all after the N-th; the tree persists across boots in the
+  device folder. Each call is whole once made; renames replace atomically as on littlefs,
+  or, in the "FAT-style rename" row, remove the target then rename, as on FAT.
+"""
+
+FAT_NOTES = """\
+## What FAT allows
+
+FAT has no journal and no atomic rename, so the guarantee on FAT holds under this model
+only: sectors reach the flash whole and in the order FatFs writes them. Within it the
+module does what can be done:
+
+- every file is written beside its target and renamed over it; MicroPython's rename onto
+  an existing file is remove-then-rename, and a cut between the two leaves no target.
+  `recover()` mends each such gap: the journal re-runs the install from the archive (files
+  and `version`), `uota.state` and `uota.cfg` are taken from their complete
+  `.uota-new` copies (the copy is closed before the old file is removed).
+- the archive stays until `version`, the commit point, is written.
+
+What FAT cannot promise, and no updater can fix:
+
+- a cut can leave clusters allocated to no file (FatFs writes the FAT before the directory
+  entry). Nothing is lost but space, until the volume is checked or reformatted; the
+  "space leaked" column counts the cases that ended with less free space than an
+  uninterrupted update.
+- a torn sector (power lost in the middle of a sector write), or a flash translation layer
+  (ESP32's wear levelling) that reorders or half-applies writes, can corrupt a directory or
+  the FAT itself; FAT has no checksums to notice it. A rename whose new and old directory
+  entries lie in different sectors (directories of more than 128 entries with 4 KB
+  sectors) can leave both for a moment, sharing one cluster chain.
+
+Prefer littlefs on boards that update over the air.
+"""
+
+
+HEADER = (
+    "| scenario | writes in an update | cuts tried | old | new | bricked | space leaked |\n"
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+)
+
+
+def row(tally):
+    leaks = "n/a" if tally.leaks is None else tally.leaks  # only block devices measure space
+    return "| %s | %d | %d | %d | %d | %d | %s |" % (
+        tally.scenario, tally.writes, tally.cases, tally.counts["old"], tally.counts["new"],
+        tally.counts["bricked"], leaks)
+
+
+def bricked_cases(tallies):
+    lines = []
+    for tally in tallies:
+        lines.extend("- %s, %s" % (tally.scenario, line) for line in tally.report().splitlines())
+    return "\n".join(lines) or "None."
+
+
+def main():
+    started = time.time()
+    tallies = []
+    print(HEADER, flush=True)
+    with served_releases() as releases, tempfile.TemporaryDirectory() as scratch:
+        for filesystem, name in ((flash.LittleFs, "littlefs"), (flash.Fat, "FAT")):
+            tallies.append(sweep_flash(filesystem, releases, scenario="update cut, " + name))
+            print(row(tallies[-1]), flush=True)
+            tallies.append(sweep_flash_recover(filesystem, releases, recover_sample=RECOVER_CUTS_PER_UPDATE_CUT,
+                                               scenario="update cut, recover cut, " + name))
+            print(row(tallies[-1]), flush=True)
+        for runtime, fat_rename, label in (
+            ("micropython-1.20", False, "MicroPython 1.20"),
+            ("micropython-1.29", False, "MicroPython 1.29"),
+            ("micropython-1.29", True, "MicroPython 1.29, FAT-style rename"),
+        ):
+            folder = Path(scratch) / ("%s-%s" % (runtime, fat_rename))
+            tallies.append(sweep_micropython(runtime, releases, folder, fat_rename=fat_rename,
+                                             scenario="update cut, " + label))
+            print(row(tallies[-1]), flush=True)
+    figures = "\n".join([HEADER] + [row(tally) for tally in tallies])
+    REPORT.write_text("%s\n## Results\n\n%s\n\nBricked cases:\n\n%s\n\n%s" % (
+        METHOD, figures, bricked_cases(tallies), FAT_NOTES))
+    print("\n%s written in %.0f s" % (REPORT.relative_to(ROOT), time.time() - started))
+    return 1 if any(tally.counts["bricked"] for tally in tallies) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

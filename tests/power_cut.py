@@ -1,0 +1,377 @@
+"""Power-cut sweeps: cut an update at every write, reboot, recover, and judge the device.
+
+A device starts with release A (`OLD`, with `uota.cfg` excluding `wifi.json`); a real HTTP
+server on 127.0.0.1 (`uota serve`) offers release B (`NEW`: changed files, a new
+subdirectory, a file bigger than a flash block, and a new `uota.cfg` whose `delete` list
+removes one of A's files), built by `uota build`. One case:
+
+  1. power on the image of A; update (check_for_updates, install_new_firmware) with the
+     power cut after write N; whatever the code does next is lost;
+  2. reboot; optionally cut again after write M of recover(); reboot;
+  3. recover(), then judge the tree byte for byte, `version` included:
+       new      exactly B, nothing left behind;
+       old      exactly A, plus at most the legal leftovers of an unfinished download:
+                `fw.tmp` (the archive, partial or whole) and `uota.state` holding a
+                complete record in phase partial or ready;
+       bricked  anything else: neither tree, a file missing or changed, a stray
+                `*.uota-new`, a journal left `installing`, recover() reporting an error;
+  4. update again without a cut: it must end at exactly B with nothing left behind,
+     or the case is bricked too.
+
+Two kinds of device: the device module on CPython over littlefs or FAT (`flash.py`, real C
+filesystem code, writes are block-device writes), and real MicroPython (WebAssembly,
+`uota.runtime`) over an in-memory VFS (`device_fs/cutfs.py`), writes are VFS calls.
+"""
+
+import importlib.util
+import json
+import random
+import tempfile
+import types
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+
+from uota.build import build_release
+from uota.serve import start_server
+
+import flash
+from fixtures_runtime import DEVICE_MODULE_DIR
+from releases import Device, device_cfg, write_tree
+
+CUTFS_DIR = Path(__file__).resolve().parent / "device_fs"
+ARCHIVE = "fw.tmp"
+STATE = "uota.state"
+
+OLD_VERSION, NEW_VERSION = "1.0.0", "2.0.0"
+OLD = {
+    "boot.py": "import uota\nuota.recover()\n",
+    "main.py": "print('release A')\n",
+    "lib/util.py": "A = 1\n",
+    "lib/retired.py": "GONE = True\n",  # B's uota.cfg deletes it
+    "wifi.json": '{"ssid": "home"}\n',  # excluded: never overwritten
+    "version": OLD_VERSION,
+}
+NEW = {
+    "boot.py": "import uota\nuota.recover()\n",  # unchanged
+    "main.py": "print('release B')\n",
+    "lib/util.py": "A = 2\n" * 40,
+    "lib/deep/more.py": "B = 3\n",
+    "assets/blob.bin": random.Random(7).randbytes(9000),  # incompressible, over a block
+    "wifi.json": '{"ssid": "factory"}\n',  # in the archive, excluded on the device
+}
+DELETED = ["lib/retired.py"]
+
+
+def _bytes(data):
+    return data.encode() if isinstance(data, str) else data
+
+
+class Releases:
+    """A and B for one server URL: B published in `dist`, and both trees as devices hold them."""
+
+    def __init__(self, dist, url):
+        self.old_cfg = device_cfg(url)
+        self.new_cfg = device_cfg(url, delete=DELETED)
+        source = write_tree(Path(dist) / "src", dict(NEW, **{"uota.cfg": self.new_cfg}))
+        build_release(source, NEW_VERSION, dist)
+        self.old_tree = _tree_of(dict(OLD, **{"uota.cfg": self.old_cfg}))
+        new = dict(OLD)
+        new.update((name, data) for name, data in NEW.items() if name != "wifi.json")
+        for name in DELETED:
+            del new[name]
+        self.new_tree = _tree_of(dict(new, **{"uota.cfg": self.new_cfg, "version": NEW_VERSION}))
+
+
+def _tree_of(files):
+    """{path: bytes} plus each directory as {path + '/': None}: the shape every walk returns."""
+    tree = {}
+    for name, data in files.items():
+        tree[name] = _bytes(data)
+        for cut in range(len(name)):
+            if name[cut] == "/":
+                tree[name[: cut + 1]] = None
+    return tree
+
+
+@contextmanager
+def served_releases():
+    """Releases B served over HTTP on 127.0.0.1 for the length of the block."""
+    with tempfile.TemporaryDirectory(prefix="uota-power-cut-") as dist:
+        server = start_server(dist)
+        try:
+            yield Releases(dist, server.url)
+        finally:
+            server.shutdown()
+
+
+# ---------------------------------------------------------------- judging a device
+
+
+def judge(tree, releases, recover_errors=()):
+    """('new' | 'old' | 'bricked', why) for the tree a device holds after recover()."""
+    if recover_errors:
+        return "bricked", "recover() reported: %s" % "; ".join(recover_errors)
+    if tree == releases.new_tree:
+        return "new", ""
+    kept = {path: data for path, data in tree.items() if path not in (ARCHIVE, STATE)}
+    if kept == releases.old_tree and _legal_state(tree.get(STATE)):
+        return "old", ""
+    nearer = releases.old_tree if tree.get("version") != _bytes(NEW_VERSION) else releases.new_tree
+    return "bricked", _difference(kept, nearer) or "uota.state: %r" % tree.get(STATE)
+
+
+def _legal_state(record):
+    # an unfinished download: resumable (partial) or verified (ready), never an install
+    if record is None:
+        return True
+    text = record.decode(errors="replace")
+    return text.split(";")[0] in ("partial", "ready") and text.endswith("\nend\n")
+
+
+def _difference(tree, expected):
+    missing = sorted(set(expected) - set(tree))
+    extra = sorted(set(tree) - set(expected))
+    changed = sorted(p for p in set(tree) & set(expected) if tree[p] != expected[p])
+    parts = ["%s %s" % (what, ", ".join(paths)) for what, paths in
+             (("missing", missing), ("extra", extra), ("changed", changed)) if paths]
+    return "; ".join(parts)
+
+
+class Tally:
+    """Outcomes of a sweep: counts, and the cut points that bricked with their reasons."""
+
+    def __init__(self, scenario, writes):
+        self.scenario = scenario
+        self.writes = writes  # of an uninterrupted update: the cut points are 1..writes
+        self.counts = Counter()
+        self.bricked = []
+        self.leaks = None  # cases that ended with less free space than an uncut update
+
+    def add(self, cut, outcome, why, leaked=None):
+        self.counts[outcome] += 1
+        if leaked is not None:  # measured on the block-device filesystems only
+            self.leaks = (self.leaks or 0) + leaked
+        if outcome == "bricked":
+            self.bricked.append((cut, why))
+
+    @property
+    def cases(self):
+        return sum(self.counts.values())
+
+    def report(self):
+        """The bricked cases, one per line, for an assertion message."""
+        return "\n".join("cut %s: %s" % (cut, why) for cut, why in self.bricked)
+
+
+def cut_points(total, sample=None, seed=1):
+    """1..total, or `sample` of them: the first, the last and a seeded random rest."""
+    points = list(range(1, total + 1))
+    if sample is None or sample >= total:
+        return points
+    rest = random.Random(seed).sample(points[1:-1], max(sample - 2, 0))
+    return sorted({1, total, *rest})
+
+
+# ---------------------------------------------------------------- CPython over littlefs / FAT
+
+
+def load_device_module():
+    """A private copy of the device module, so that its `os` and `open` can be replaced."""
+    spec = importlib.util.spec_from_file_location("uota_on_flash", DEVICE_MODULE_DIR / "uota.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # gc.collect() keeps a board's heap small; on CPython it costs 20 ms a call and nothing else
+    module.gc = types.SimpleNamespace(collect=lambda: None)
+    return module
+
+
+class FlashDevice:
+    """The device module on CPython over a filesystem class (flash.LittleFs or flash.Fat)."""
+
+    def __init__(self, filesystem, releases):
+        self.filesystem = filesystem
+        self.releases = releases
+        self.module = load_device_module()
+        self.module._log = self._log  # keeps what it reports, prints nothing
+        self.errors = []
+        chip = flash.Flash()
+        self.fs = filesystem.format(chip)
+        for path, data in sorted(releases.old_tree.items()):  # a folder before its files
+            if data is None:
+                self.fs.mkdir(path[:-1])
+            else:
+                with self.fs.open(path, "wb") as f:
+                    f.write(data)
+        self.image_of_old = bytes(chip.image)
+
+    def _log(self, level, message):
+        if level == "error":
+            self.errors.append(message)
+
+    def boot(self, chip):
+        """Mount chip (a reboot) and point the device module at it."""
+        chip.reboot()
+        self.fs = self.filesystem(chip)
+        flash.install(self.module, self.fs)
+
+    def update(self):
+        """check_for_updates then install_new_firmware; True when both said yes."""
+        return bool(self.module.check_for_updates(quiet=True) and self.module.install_new_firmware(quiet=True))
+
+    def tree(self, folder=""):
+        tree = {}
+        for name in self.fs.listdir(folder or "."):
+            path = folder + name
+            if self.fs.stat(path)[0] & 0x4000:
+                tree[path + "/"] = None
+                tree.update(self.tree(path + "/"))
+            else:
+                with self.fs.open(path, "rb") as f:
+                    tree[path] = f.read()
+        return tree
+
+    def writes_of_update(self):
+        """W: the writes an uninterrupted update makes (which must end at B)."""
+        chip = flash.Flash(self.image_of_old)
+        self.boot(chip)
+        assert self.update() and self.tree() == self.releases.new_tree
+        self.free_after_update = self.fs.statvfs(".")[3]
+        return chip.writes
+
+    def writes_of_recover(self, update_cut):
+        chip = self._cut_update(update_cut)
+        self.boot(chip)
+        self.module.recover(quiet=True)
+        return chip.writes
+
+    def _cut_update(self, cut):
+        chip = flash.Flash(self.image_of_old)
+        self.boot(chip)
+        chip.cut_power_after(cut)
+        try:
+            self.update()
+        except Exception:  # the board is off: what the code does now reaches no flash
+            pass
+        return chip
+
+    def case(self, update_cut, recover_cut=None):
+        """One power cut (two with recover_cut): ('old' | 'new' | 'bricked', why, leaked)."""
+        leaked = False
+        try:
+            chip = self._cut_update(update_cut)
+            if recover_cut is not None:
+                self.boot(chip)
+                chip.cut_power_after(recover_cut)
+                try:
+                    self.module.recover(quiet=True)
+                except Exception:
+                    pass
+            self.boot(chip)
+            self.errors = []
+            self.module.recover(quiet=True)
+            outcome, why = judge(self.tree(), self.releases, self.errors)
+            if outcome != "bricked":
+                self.update()
+                problem = _difference(self.tree(), self.releases.new_tree)
+                if problem:
+                    outcome, why = "bricked", "the next update did not finish the job: " + problem
+                leaked = self.fs.statvfs(".")[3] < self.free_after_update
+        except Exception as e:  # a mount that fails, recover() raising, an unreadable tree
+            outcome, why = "bricked", "%s: %s" % (type(e).__name__, e)
+        return outcome, why, leaked
+
+
+def sweep_flash(filesystem, releases, sample=None, scenario=None):
+    """Cut an update at every write (or a sample); the Tally of outcomes."""
+    device = FlashDevice(filesystem, releases)
+    tally = Tally(scenario or "update cut, %s" % filesystem.__name__, device.writes_of_update())
+    for cut in cut_points(tally.writes, sample):
+        tally.add(cut, *device.case(cut))
+    return tally
+
+
+def sweep_flash_recover(filesystem, releases, update_sample=None, recover_sample=3, seed=2, scenario=None):
+    """Cut an update, then cut recover() too: for each update cut, up to recover_sample cuts."""
+    device = FlashDevice(filesystem, releases)
+    tally = Tally(scenario or "update cut, recover cut, %s" % filesystem.__name__, device.writes_of_update())
+    for cut in cut_points(tally.writes, update_sample, seed):
+        recover_writes = device.writes_of_recover(cut)
+        for second in cut_points(recover_writes, recover_sample, seed + cut):
+            tally.add("%d+%d" % (cut, second), *device.case(cut, second))
+    return tally
+
+
+# ---------------------------------------------------------------- real MicroPython over cutfs
+
+_MP_IMAGE = "cutfs.json"  # the in-memory filesystem between boots, in the device folder
+_MP_UPDATE = "uota.check_for_updates(quiet=True) and uota.install_new_firmware(quiet=True)"
+_MP_RECOVER = "uota.recover(quiet=True)"
+_MP_BOOT = """
+import cutfs
+fs = cutfs.boot(%r, %r, %r)
+try:
+    %s
+except Exception as e:  # during an update: the board is off; during recover(): a failure
+    print("ERROR: raised", repr(e))
+cutfs.save(fs, %r)
+print("WRITES", fs.writes)
+"""
+
+
+def _image_text(tree):
+    return json.dumps({p: None if d is None else list(d) for p, d in tree.items()})
+
+
+def _image_tree(text):
+    return {p: None if d is None else bytes(d) for p, d in json.loads(text).items()}
+
+
+class MicroPythonDevice:
+    """The device module on real MicroPython over cutfs, a VFS that cuts after N write calls.
+
+    fat_rename: rename onto an existing file is remove-then-rename (two writes), as FAT's.
+    """
+
+    def __init__(self, runtime, releases, folder, fat_rename=False):
+        self.releases = releases
+        self.fat_rename = fat_rename
+        self.device = Device(runtime, folder, module_dirs=(DEVICE_MODULE_DIR, CUTFS_DIR))
+        self.image = self.device.root / _MP_IMAGE
+
+    def _boot(self, action, cut=None):
+        """Run action in one boot; (its writes, its error lines, the tree it left)."""
+        result = self.device.run(_MP_BOOT % (_MP_IMAGE, self.fat_rename, cut, action, _MP_IMAGE))
+        output = result.stdout + result.stderr
+        errors = [line for line in output.splitlines() if line.startswith("ERROR")]
+        writes = int(result.stdout.split("WRITES")[-1])
+        return writes, errors, _image_tree(self.image.read_text())
+
+    def _start_with_old(self):
+        self.image.write_text(_image_text(self.releases.old_tree))
+
+    def writes_of_update(self):
+        self._start_with_old()
+        writes, _, tree = self._boot(_MP_UPDATE)
+        assert tree == self.releases.new_tree
+        return writes
+
+    def case(self, update_cut):
+        """One power cut on real MicroPython: ('old' | 'new' | 'bricked', why)."""
+        self._start_with_old()
+        self._boot(_MP_UPDATE, update_cut)
+        _, errors, tree = self._boot(_MP_RECOVER)
+        outcome, why = judge(tree, self.releases, errors)
+        if outcome != "bricked":
+            problem = _difference(self._boot(_MP_UPDATE)[2], self.releases.new_tree)
+            if problem:
+                outcome, why = "bricked", "the next update did not finish the job: " + problem
+        return outcome, why
+
+
+def sweep_micropython(runtime, releases, folder, sample=None, fat_rename=False, scenario=None):
+    device = MicroPythonDevice(runtime, releases, folder, fat_rename)
+    tally = Tally(scenario or "update cut, %s" % runtime, device.writes_of_update())
+    for cut in cut_points(tally.writes, sample):
+        tally.add(cut, *device.case(cut))
+    return tally
