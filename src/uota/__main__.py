@@ -8,7 +8,7 @@ To add a command, write a module with a handler ``run(args) -> int | None``
 import argparse
 import sys
 
-from . import build, init, pin, serve
+from . import build, check, demo, init, pin, serve, simulate
 from .errors import CommandError
 
 # name -> (handler, argparse-configuring function), as in mpremote's table.
@@ -17,6 +17,9 @@ COMMANDS = {
     "serve": (serve.run, serve.add_arguments),
     "pin": (pin.run, pin.add_arguments),
     "init": (init.run, init.add_arguments),
+    "check": (check.run, check.add_arguments),
+    "simulate": (simulate.run, simulate.add_arguments),
+    "demo": (demo.run, demo.add_arguments),
 }
 
 
