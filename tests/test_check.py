@@ -1,0 +1,223 @@
+"""`uota check URL` judges a published release as a device would, over real HTTP(S) servers.
+
+Each test publishes a release (good, or broken in one way), serves it on 127.0.0.1 and runs
+`python -m uota check` as a user does: exit 0 only for a release a device would install.
+"""
+
+import hashlib
+import tarfile
+
+import pytest
+
+from uota.build import build_release
+from uota.pin import pins_for_certificate
+
+from fixtures_servers import run_uota
+from releases import file_member, publish, tar_members, write_tree
+
+APP = {"main.py": "print('hello')\n", "lib/util.py": "A = 1\n"}
+
+
+@pytest.fixture
+def dist(tmp_path):
+    return tmp_path / "dist"
+
+
+@pytest.fixture
+def good_release(tmp_path, dist):
+    return build_release(write_tree(tmp_path / "app", APP), "1.1.0", dist)
+
+
+def check(url, *options):
+    result = run_uota("check", url, *options)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def hand_made_release(dist, members, version="1.1.0", free_kb=100):
+    dist.mkdir(exist_ok=True)
+    archive = tar_members(dist / "firmware.tar.gz", members)
+    publish(dist, version, archive, free_kb=free_kb)
+    return archive
+
+
+def symlink_member(name, target):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info, None
+
+
+def test_good_release_passes_and_lists_members(good_release, dist, uota_serve):
+    result = check(uota_serve(dist))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok: a device would install 1.1.0" in result.stdout
+    for member in ("lib/", "lib/util.py", "main.py", "version"):
+        assert "\n  {}".format(member) in result.stdout
+    assert "members:   4" in result.stdout
+    assert "window:    32 KB (wbits 15)" in result.stdout
+    assert "range:     HTTP 206" in result.stdout
+    assert "warning" not in result.stdout and "problem" not in result.stdout
+
+
+def test_url_without_trailing_slash_is_the_same_release(good_release, dist, uota_serve):
+    assert check(uota_serve(dist).rstrip("/")).returncode == 0
+
+
+def test_tampered_archive_fails_on_its_hash(good_release, dist, uota_serve):
+    data = bytearray(good_release.archive_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # changed after `latest` was written
+    good_release.archive_path.write_bytes(bytes(data))
+
+    result = check(uota_serve(dist))
+
+    assert result.returncode == 1
+    assert "problem: firmware-1.1.0.tar.gz does not match latest's hash" in result.stdout
+
+
+def test_wrong_hash_in_latest_fails(good_release, dist, uota_serve):
+    wrong = hashlib.sha256(b"another archive").hexdigest()
+    good_release.latest_path.write_text(good_release.latest_line.replace(good_release.sha256, wrong) + "\n")
+
+    result = check(uota_serve(dist))
+
+    assert result.returncode == 1
+    assert "latest says {}".format(wrong) in result.stdout
+
+
+def test_missing_version_member_fails(dist, uota_serve):
+    hand_made_release(dist, [file_member("main.py", b"print(1)\n")])
+
+    result = check(uota_serve(dist))
+
+    assert result.returncode == 1
+    assert "problem: the archive has no version member" in result.stdout
+
+
+def test_version_member_disagreeing_with_latest_fails(dist, uota_serve):
+    hand_made_release(dist, [file_member("version", b"1.0.0\n"), file_member("main.py", b"print(1)\n")])
+
+    result = check(uota_serve(dist))
+
+    assert result.returncode == 1
+    assert "problem: the archive's version member says '1.0.0', latest says '1.1.0'" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "member, reason",
+    [
+        pytest.param(symlink_member("main.py", "/etc/passwd"), "not a regular file or directory", id="symlink"),
+        pytest.param(file_member("../x", b"escape"), "unsafe path in archive: '../x'", id="dotdot"),
+        pytest.param(file_member("/etc/x", b"escape"), "unsafe path in archive: '/etc/x'", id="absolute"),
+        pytest.param(file_member("lib/../../x", b"escape"), "unsafe path in archive", id="inner-dotdot"),
+    ],
+)
+def test_unsafe_member_fails(dist, uota_serve, member, reason):
+    hand_made_release(dist, [file_member("version", b"1.1.0\n"), member])
+
+    result = check(uota_serve(dist))
+
+    assert result.returncode == 1
+    assert "problem: a device refuses the archive: " in result.stdout
+    assert reason in result.stdout
+
+
+def test_free_space_figure_too_small_fails(good_release, dist, uota_serve):
+    latest = "1.1.0;{};1;{}\n".format(good_release.archive_path.name, good_release.sha256)
+    good_release.latest_path.write_text(latest)
+
+    result = check(uota_serve(dist))
+
+    assert result.returncode == 1
+    needed = "{} kB the release needs".format(good_release.free_kb)
+    assert "problem: latest's free space 1 kB is less than the " + needed in result.stdout
+
+
+@pytest.mark.parametrize(
+    "latest",
+    [
+        pytest.param("firmware.tar.gz\n", id="no-version"),
+        pytest.param("2.0.1;firmware.tar.gz;" + "ab" * 32 + "\n", id="hash-in-free-space-field"),
+        pytest.param("<html>not found</html>\n", id="html"),
+        pytest.param("1.1.0;../firmware.tar.gz\n", id="unsafe-filename"),
+    ],
+)
+def test_invalid_latest_fails(good_release, dist, uota_serve, latest):
+    good_release.latest_path.write_text(latest)
+
+    result = check(uota_serve(dist))
+
+    assert result.returncode == 1
+    assert "problem: invalid latest" in result.stdout
+
+
+def test_missing_archive_fails(good_release, dist, uota_serve):
+    good_release.archive_path.unlink()
+
+    result = check(uota_serve(dist))
+
+    assert result.returncode == 1
+    assert "problem: firmware-1.1.0.tar.gz: the server answers HTTP 404" in result.stdout
+
+
+def test_unreachable_url_is_one_line_error(good_release, tmp_path):
+    result = check("http://127.0.0.1:1/")
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("uota: cannot connect to 127.0.0.1:1: ")
+    assert result.stderr.count("\n") == 1
+
+
+def test_latest_without_hash_warns_but_passes(dist, uota_serve):
+    dist.mkdir()
+    archive = tar_members(dist / "firmware.tar.gz", [file_member("version", b"1.1.0\n")])
+    publish(dist, "1.1.0", archive, free_kb=100, with_hash=False)
+
+    result = check(uota_serve(dist))
+
+    assert result.returncode == 0
+    assert "warning: latest has no SHA-256" in result.stdout
+
+
+def test_server_ignoring_range_warns(good_release, dist, release_server):
+    server = release_server(dist)
+    server.honour_range = False  # a plain http.server: 200 and the whole file
+
+    result = check(server.url)
+
+    assert result.returncode == 0
+    assert "warning: the server ignores Range (HTTP 200 to bytes=0-0)" in result.stdout
+    assert "bytes=0-0" in server.ranges
+
+
+def server_pins(url):
+    """The pins `uota pin URL` prints, as a user would copy them."""
+    printed = run_uota("pin", url).stdout
+    return dict(line.split() for line in printed.splitlines())
+
+
+@pytest.mark.parametrize("form", ["ucertpin", "spki"])
+def test_right_pin_passes_against_uota_serve_tls(good_release, dist, uota_serve, form):
+    url = uota_serve(dist, tls=True)
+
+    result = check(url, "--pin", server_pins(url)[form].upper())
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok: a device would install 1.1.0" in result.stdout
+
+
+def test_wrong_pin_fails_against_uota_serve_tls(good_release, dist, uota_serve):
+    result = check(uota_serve(dist, tls=True), "--pin", "ab" * 32)
+
+    assert result.returncode == 1
+    assert "the server's key does not match the pin" in result.stdout
+
+
+def test_pin_against_release_server_tls(good_release, dist, release_server, tls_identity):
+    context, certificate = tls_identity
+    server = release_server(dist, tls_context=context)
+    pins = pins_for_certificate(certificate)
+
+    assert check(server.url, "--pin", pins["spki"]).returncode == 0
+    assert check(server.url, "--pin", pins["spki"][::-1]).returncode == 1
