@@ -1,0 +1,159 @@
+"""`uota simulate --root DIR` updates a virtual device, a folder, with the real device module.
+
+Releases come from `build_release` and are served by real servers on 127.0.0.1 (`uota serve`,
+nginx over HTTP and HTTPS); the device runs on CPython and on real MicroPython (WebAssembly).
+"""
+
+import pytest
+
+from uota.build import build_release
+
+from fixtures_servers import run_uota
+from releases import device_cfg, read_tree, write_tree
+
+OLD = {"main.py": "print('old')\n", "lib/util.py": "A = 1\n", "wifi.json": '{"ssid": "home"}\n', "version": "1.0.0\n"}
+NEW = {"main.py": "print('new')\n", "lib/util.py": "A = 2\n", "lib/more.py": "B = 3\n", "wifi.json": "{}\n"}
+
+
+@pytest.fixture
+def dist(tmp_path):
+    build_release(write_tree(tmp_path / "app", NEW), "1.1.0", tmp_path / "dist")
+    return tmp_path / "dist"
+
+
+def make_device(tmp_path, url):
+    return write_tree(tmp_path / "device", dict(OLD, **{"uota.cfg": device_cfg(url)}))
+
+
+def simulate(root, *options):
+    result = run_uota("simulate", "--root", root, *options)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def assert_updated(root, before, result):
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "version before: 1.0.0"
+    assert "check_for_updates: True" in lines
+    assert "install_new_firmware: True" in lines
+    assert lines[-1] == "version after: 1.1.0"
+    files = read_tree(root)
+    assert files["main.py"] == b"print('new')\n" and files["lib/more.py"] == b"B = 3\n"
+    assert files["wifi.json"] == before["wifi.json"]  # excluded_files in uota.cfg
+
+
+def test_simulate_updates_device_from_uota_serve(runtime, tmp_path, dist, uota_serve):
+    root = make_device(tmp_path, uota_serve(dist))
+    before = read_tree(root)
+
+    result = simulate(root, "--runtime", runtime)
+
+    assert_updated(root, before, result)
+    assert "INFO:uota:installed version 1.1.0" in result.stdout.splitlines()
+
+
+def test_up_to_date_device_is_success_and_unchanged(tmp_path, dist, uota_serve):
+    root = make_device(tmp_path, uota_serve(dist))
+    (root / "version").write_text("1.1.0\n")
+    before = read_tree(root)
+
+    result = simulate(root)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "check_for_updates: False" in result.stdout.splitlines()
+    assert read_tree(root) == before
+
+
+def test_no_install_downloads_but_leaves_files(tmp_path, dist, uota_serve):
+    root = make_device(tmp_path, uota_serve(dist))
+    before = read_tree(root)
+
+    result = simulate(root, "--no-install")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "check_for_updates: True" in result.stdout.splitlines()
+    assert "install_new_firmware" not in result.stdout
+    assert result.stdout.splitlines()[-1] == "version after: 1.0.0"
+    after = read_tree(root)
+    assert after.pop("fw.tmp") == (dist / "firmware-1.1.0.tar.gz").read_bytes()  # the download
+    after.pop("uota.state")  # and its record: verified, ready to install
+    assert after == before
+
+
+def test_missing_root_is_one_line_error(tmp_path):
+    result = simulate(tmp_path / "nowhere")
+
+    assert result.returncode == 1
+    assert result.stderr == "uota: device folder {} does not exist\n".format(tmp_path / "nowhere")
+
+
+def test_root_without_uota_cfg_is_one_line_error(tmp_path):
+    root = write_tree(tmp_path / "device", {"version": "1.0.0\n"})
+
+    result = simulate(root)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("uota: {} has no uota.cfg".format(root))
+    assert result.stderr.count("\n") == 1
+
+
+def test_failed_step_exits_1_with_the_device_reason(tmp_path):
+    root = make_device(tmp_path, "http://127.0.0.1:1/")
+    before = read_tree(root)
+
+    result = simulate(root)
+
+    assert result.returncode == 1
+    assert "check_for_updates: False" in result.stdout.splitlines()
+    assert any(line.startswith("ERROR:uota:") for line in result.stdout.splitlines())
+    assert read_tree(root) == before
+
+
+MP_AND_CPYTHON = pytest.mark.parametrize("device_runtime", ["cpython", "micropython-1.29"])
+
+
+@MP_AND_CPYTHON
+def test_simulate_updates_device_from_nginx(device_runtime, tmp_path, dist, nginx):
+    root = make_device(tmp_path, nginx(dist))
+    before = read_tree(root)
+
+    assert_updated(root, before, simulate(root, "--runtime", device_runtime))
+
+
+def server_pins(url):
+    printed = run_uota("pin", url).stdout
+    return dict(line.split() for line in printed.splitlines())
+
+
+@MP_AND_CPYTHON
+def test_simulate_updates_device_from_nginx_https_with_pin(device_runtime, tmp_path, dist, nginx):
+    url = nginx(dist, tls=True)
+    root = make_device(tmp_path, url)
+    before = read_tree(root)
+
+    result = simulate(root, "--runtime", device_runtime, "--pin", server_pins(url)["ucertpin"])
+
+    assert_updated(root, before, result)
+
+
+@MP_AND_CPYTHON
+def test_wrong_pin_refuses_nginx_https(device_runtime, tmp_path, dist, nginx):
+    root = make_device(tmp_path, nginx(dist, tls=True))
+    before = read_tree(root)
+
+    result = simulate(root, "--runtime", device_runtime, "--pin", "ab" * 32)
+
+    assert result.returncode == 1
+    assert "Certificate pinning failed" in result.stdout
+    assert read_tree(root) == before
+
+
+def test_simulate_updates_device_from_uota_serve_tls_with_its_pin(tmp_path, dist, uota_serve):
+    url = uota_serve(dist, tls=True)
+    root = make_device(tmp_path, url)
+    before = read_tree(root)
+
+    result = simulate(root, "--pin", server_pins(url)["spki"])
+
+    assert_updated(root, before, result)
