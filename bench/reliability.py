@@ -72,6 +72,15 @@ Where the writes are:
 """
 
 FAT_NOTES = """\
+## Found and fixed by these sweeps
+
+- A download cut after its last byte but before its `ready` record: every later check asked
+  for the bytes past the end and the server answered 416, forever (littlefs and FAT). A 416
+  on a resumed download now means nothing is missing; the file's hash decides.
+- On FAT, a cut between removing `uota.cfg` and renaming `uota.cfg.uota-new` over it left
+  no configuration: `recover()` and every later update failed. `uota.cfg` is now taken
+  from its complete `.uota-new` copy.
+
 ## What FAT allows
 
 FAT has no journal and no atomic rename, so the guarantee on FAT holds under this model
