@@ -66,13 +66,14 @@ def _build(app, version, dist, say):
     _write_files(app, APP_FILES[version])
     release = build_release(app, version, dist)
     say("built {} ({} bytes)".format(release.archive_path.name, release.archive_path.stat().st_size))
+    say("  files: {}".format(", ".join(sorted(APP_FILES[version]) + ["version"])))
     say("  latest: {}".format(release.latest_line))
     return release
 
 
 def _update_device(root, runtime, url, release, say):
     say("")
-    say("[{}] device {}".format(runtime, root.name))
+    say("[{}] device {}".format(runtime, root.relative_to(root.parent.parent)))
     _set_up_device(root, url)
     simulation = simulate_device(root, runtime)
     for line in format_simulation(simulation):
@@ -136,7 +137,7 @@ def run(args):
         print("working in {}".format(args.keep))
         return 0 if run_demo(args.keep, print) else 1
     with tempfile.TemporaryDirectory(prefix="uota-demo-") as work_dir:
-        print("working in a temporary folder")
+        print("working in {}".format(work_dir))
         all_updated = run_demo(work_dir, print)
-    print("removed the temporary folder")
+    print("removed {}".format(work_dir))
     return 0 if all_updated else 1
