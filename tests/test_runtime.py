@@ -4,7 +4,6 @@ Scripts run on real MicroPython (WebAssembly port) and on CPython, against
 real servers on 127.0.0.1: no part of the network is mocked.
 """
 import contextlib
-import datetime
 import hashlib
 import os
 import socket
@@ -13,13 +12,11 @@ import threading
 import time
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from fixtures_runtime import Device
+from uota.pin import load_certificate_file
 from uota.runtime import DeviceTimeout, run_device
+from uota.serve import make_self_signed_certificate
 
 MICROPYTHON = pytest.mark.parametrize("runtime", ["micropython-1.20", "micropython-1.29"], ids=["mp120", "mp129"])
 
@@ -75,29 +72,8 @@ def bridge_device(request, tmp_path):
 @pytest.fixture(scope="module")
 def tls_certificate(tmp_path_factory):
     """A self-signed certificate for localhost: (cert PEM path, key PEM path, DER bytes)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    folder = tmp_path_factory.mktemp("tls")
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path, cert.public_bytes(serialization.Encoding.DER)
+    cert_path, key_path = make_self_signed_certificate(tmp_path_factory.mktemp("tls"), "localhost")
+    return cert_path, key_path, load_certificate_file(cert_path)
 
 
 def server_tls_context(tls_certificate):
