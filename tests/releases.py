@@ -78,6 +78,15 @@ def device_cfg(url, **extra):
     return repr(cfg)
 
 
+def assert_update_changes_nothing(device, expected_result):
+    """Run an update that must not happen: the device's files stay byte-identical. Returns its log."""
+    before = device.files()
+    result, log = device.update()
+    assert result == expected_result, log
+    assert device.files() == before
+    return log
+
+
 class Device(_Device):
     """A virtual device that runs update scripts: its log at INFO, a failing script fails the test."""
 

@@ -1,0 +1,288 @@
+"""A bad network between the device and a real server never leaves a broken install.
+
+Between the device and `uota serve` sits a fault-injecting proxy (fault_proxy.py): it cuts,
+resets, stalls, trickles or corrupts the responses for `latest` and the archive. Each case
+ends with the device unchanged (the old release byte for byte; a partial download kept to
+resume is allowed) or fully updated.
+
+Cut points are boundaries (the first byte, inside the status line, the end of the headers,
+the first body byte, the last byte) and fractions of the response from a fixed seed. Every
+runtime gets the boundaries that matter most; CPython gets the full sample and each
+MicroPython a different small part of it, which keeps the file within a few minutes.
+"""
+
+import math
+import random
+import re
+import time
+
+import pytest
+
+from uota.runtime import RUNTIMES
+from uota.serve import start_server
+
+from fault_proxy import (
+    STALL_SECONDS,
+    FaultProxy,
+    drop_after,
+    fetch_response,
+    flip_byte,
+    head_length,
+    reset_after,
+    stall_after,
+    trickle,
+    truncate_body,
+)
+from fixtures_runtime import RUNTIME_IDS
+from test_device_update import NEW, expected_after_update, make_device, release
+
+TIMEOUT = 1  # the device's, in seconds: short, so that stalls cost little
+_RNG = random.Random(20240604)
+SAMPLES = ["sample-%.3f" % _RNG.random() for _ in range(8)]  # fractions of the response
+
+BOUNDARIES = {
+    "first-byte": lambda head, total: 0,
+    "status-line": lambda head, total: 10,  # inside "200"
+    "end-of-headers": lambda head, total: head - 1,  # the blank line's LF is missing
+    "header-body-boundary": lambda head, total: head,
+    "first-body-byte": lambda head, total: head + 1,
+    "last-byte": lambda head, total: total - 1,
+}
+EVERY_POINT = list(BOUNDARIES) + SAMPLES
+FEW_POINTS = {
+    "cpython": EVERY_POINT,
+    "micropython-1.20": ["first-byte", "header-body-boundary", "last-byte"] + SAMPLES[:2],
+    "micropython-1.29": ["status-line", "end-of-headers", "first-body-byte"] + SAMPLES[2:4],
+}
+
+
+def sweep(paths, points=FEW_POINTS):
+    """(runtime, path, where) cases: each runtime with its own points."""
+    return [
+        pytest.param(runtime, path, where, id="%s-%s-%s" % (RUNTIME_IDS[runtime], path, where))
+        for runtime in RUNTIMES
+        for path in paths
+        for where in points[runtime]
+    ]
+
+
+def position(where, response, in_body=False):
+    """The byte offset in response that a point's name stands for; samples are fractions
+    of the whole response, or of its body alone."""
+    head = head_length(response)
+    if where in BOUNDARIES:
+        return BOUNDARIES[where](head, len(response))
+    start = head if in_body else 0
+    return start + int(float(where[len("sample-"):]) * (len(response) - start))
+
+
+@pytest.fixture
+def dist(tmp_path):
+    folder = tmp_path / "dist"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def proxy(dist):
+    server = start_server(dist)
+    proxy = FaultProxy(server.url)
+    yield proxy
+    proxy.stop()
+    server.shutdown()
+
+
+def url_path(path, archive):
+    return "/latest" if path == "latest" else "/" + archive.name
+
+
+def assert_whole(device, before, archive, log):
+    """Old release byte for byte (plus, maybe, a partial download to resume) or the new one.
+
+    Returns which of the two it is.
+    """
+    after = device.files()
+    if after == expected_after_update(before, NEW):
+        return "updated"
+    kept = {name: after.pop(name) for name in ("fw.tmp", "uota.state") if name in after}
+    assert after == before, log
+    assert archive.read_bytes().startswith(kept.get("fw.tmp", b"")), "the kept download is not the archive's start"
+    return "unchanged"
+
+
+@pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"]))
+def test_connection_dropped_anywhere_changes_nothing(runtime, tmp_path, dist, proxy, path, where):
+    archive = release(dist, tmp_path)
+    target = url_path(path, archive)
+    proxy.faults[target] = drop_after(position(where, fetch_response(proxy.url, target)))
+    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "False False", log
+    assert assert_whole(device, before, archive, log) == "unchanged"
+
+
+RESET_POINTS = {
+    "cpython": ["first-byte", "status-line", "header-body-boundary", "last-byte"] + SAMPLES[:2],
+    "micropython-1.20": ["header-body-boundary", SAMPLES[2]],
+    "micropython-1.29": ["status-line", SAMPLES[3]],
+}
+
+
+@pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"], RESET_POINTS))
+def test_connection_reset_changes_nothing(runtime, tmp_path, dist, proxy, path, where):
+    archive = release(dist, tmp_path)
+    target = url_path(path, archive)
+    proxy.faults[target] = reset_after(position(where, fetch_response(proxy.url, target)))
+    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "False False", log
+    assert assert_whole(device, before, archive, log) == "unchanged"
+
+
+def flip_at(n):
+    return flip_byte(n, 1 << n % 8)  # one bit, a different one along the response
+
+
+@pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"]))
+def test_flipped_bit_is_refused_or_harmless(runtime, tmp_path, dist, proxy, path, where):
+    archive = release(dist, tmp_path)
+    target = url_path(path, archive)
+    proxy.faults[target] = flip_at(position(where, fetch_response(proxy.url, target)))
+    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert assert_whole(device, before, archive, log) == ("updated" if result == "True True" else "unchanged"), log
+
+
+BODY_POINTS = {
+    "cpython": ["header-body-boundary", "first-body-byte", "last-byte"] + SAMPLES,
+    "micropython-1.20": ["first-body-byte"] + SAMPLES[4:6],
+    "micropython-1.29": ["last-byte"] + SAMPLES[6:8],
+}
+
+
+@pytest.mark.parametrize("runtime, path, where", sweep(["archive"], BODY_POINTS))
+def test_corrupt_archive_without_hash_is_caught_before_anything_is_written(runtime, tmp_path, dist, proxy, path, where):
+    archive = release(dist, tmp_path, with_hash=False)
+    target = url_path(path, archive)
+    proxy.faults[target] = flip_at(position(where, fetch_response(proxy.url, target), in_body=True))
+    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert assert_whole(device, before, archive, log) == ("updated" if result == "True True" else "unchanged"), log
+
+
+@pytest.mark.parametrize("with_hash", [True, False], ids=["hash", "no-hash"])
+@pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"], BODY_POINTS))
+def test_body_cut_short_without_a_length_is_refused_or_harmless(runtime, tmp_path, dist, proxy, path, where, with_hash):
+    # Without Content-Length only the hash, the gzip trailer or the latest grammar can tell.
+    archive = release(dist, tmp_path, with_hash=with_hash)
+    target = url_path(path, archive)
+    response = fetch_response(proxy.url, target)
+    proxy.faults[target] = truncate_body(position(where, response, in_body=True) - head_length(response))
+    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    before = device.files()
+
+    result, log = device.update()
+
+    assert assert_whole(device, before, archive, log) == ("updated" if result == "True True" else "unchanged"), log
+
+
+STALL_POINTS = {
+    "cpython": ["first-byte", "header-body-boundary", SAMPLES[0]],
+    "micropython-1.20": ["status-line"],
+    "micropython-1.29": ["first-body-byte"],
+}
+
+
+@pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"], STALL_POINTS))
+def test_stalled_server_is_given_up_after_the_timeout(runtime, tmp_path, dist, proxy, path, where):
+    archive = release(dist, tmp_path)
+    target = url_path(path, archive)
+    response = fetch_response(proxy.url, target)
+    proxy.faults[target] = stall_after(min(position(where, response), len(response) - 1))
+    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    before = device.files()
+
+    started = time.monotonic()
+    result, log = device.update()
+    elapsed = time.monotonic() - started
+
+    assert result == "False False", log
+    assert elapsed < STALL_SECONDS, "the device waited for the stall to end instead of its timeout"
+    assert assert_whole(device, before, archive, log) == "unchanged"
+
+
+def test_trickle_slower_in_total_than_the_timeout_still_updates(runtime, tmp_path, dist, proxy):
+    # The timeout bounds each read, not the whole download.
+    archive = release(dist, tmp_path)
+    proxy.faults["/" + archive.name] = trickle(0.002)
+    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    before = device.files()
+
+    started = time.monotonic()
+    result, log = device.update()
+
+    assert time.monotonic() - started > TIMEOUT
+    assert result == "True True", log
+    assert device.files() == expected_after_update(before, NEW)
+
+
+BIG = dict(NEW, **{"blob.bin": random.Random(7).randbytes(48 * 1024)})  # does not compress
+CUT_EVERY = 6000  # bytes of response per connection, headers included
+
+RETRY_UNTIL_DOWNLOADED = """
+for tries in range(1, %d):
+    if uota.check_for_updates():
+        break
+print(tries, uota.install_new_firmware())
+"""
+
+
+def archive_ranges(proxy, archive):
+    """The Range header of each archive request the device made ('' for none)."""
+    heads = [head for head in proxy.requests if head.startswith("GET /%s " % archive.name)]
+    return [(re.findall(r"(?im)^range: *(.*?)\r$", head) or [""])[0] for head in heads]
+
+
+def test_flaky_link_gets_a_large_release_through_by_resuming(runtime, tmp_path, dist, proxy):
+    archive = release(dist, tmp_path, files=BIG)
+    size = archive.stat().st_size
+    proxy.faults["/" + archive.name] = drop_after(CUT_EVERY)
+    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    before = device.files()
+
+    last_line, log = device.call(RETRY_UNTIL_DOWNLOADED % 40)
+    tries, installed = last_line.split()
+
+    assert installed == "True", log
+    assert math.ceil(size / CUT_EVERY) <= int(tries) <= math.ceil(size / (CUT_EVERY - 512))
+    offsets = [int(r[len("bytes="):-1]) for r in archive_ranges(proxy, archive)[1:]]
+    assert offsets == sorted(set(offsets)) and len(offsets) == int(tries) - 1  # each try goes on
+    assert device.files() == expected_after_update(before, BIG)
+
+
+def test_flaky_link_that_loses_range_starts_over_and_never_installs_a_patchwork(runtime, tmp_path, dist, proxy):
+    # A server answering 200 to a Range request sends the whole file: the device starts over.
+    archive = release(dist, tmp_path, files=BIG)
+    proxy.faults["/" + archive.name] = drop_after(CUT_EVERY)
+    proxy.strip_range = True
+    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    before = device.files()
+
+    last_line, log = device.call(RETRY_UNTIL_DOWNLOADED % 4)
+
+    assert last_line.split() == ["3", "False"], log
+    assert all(archive_ranges(proxy, archive)[1:]), "the device did not ask to resume"
+    assert assert_whole(device, before, archive, log) == "unchanged"
+    assert len(device.files()["fw.tmp"]) < CUT_EVERY
