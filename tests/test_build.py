@@ -103,7 +103,7 @@ def test_members_are_normalised_and_ordered(source, tmp_path):
 def test_gzip_header_has_no_time_and_no_file_name(source, tmp_path):
     header = build(source, tmp_path / "dist").read_bytes()[:10]
     assert header[:3] == b"\x1f\x8b\x08"
-    assert header[3] == 0  # FLG: no FNAME, no comment, no extra field
+    assert header[3] == 4  # FLG: only FEXTRA (the window), no FNAME, no comment
     assert header[4:8] == b"\0\0\0\0"  # MTIME
 
 

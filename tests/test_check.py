@@ -55,7 +55,7 @@ def test_good_release_passes_and_lists_members(good_release, dist, uota_serve):
     for member in ("lib/", "lib/util.py", "main.py", "version"):
         assert "\n  {}".format(member) in result.stdout
     assert "members:   4" in result.stdout
-    assert "window:    32 KB (wbits 15)" in result.stdout
+    assert "window:    4 KB (wbits 12)" in result.stdout  # uota build's default
     assert "range:     HTTP 206" in result.stdout
     assert "warning" not in result.stdout and "problem" not in result.stdout
 

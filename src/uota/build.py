@@ -16,9 +16,12 @@ Archive layout (the device unpacks it in place into its filesystem root):
     lib/             no leading ``./`` or ``/``, a folder before its contents,
     lib/helper.py    siblings sorted by name
 
-- gzip: header mtime 0 and no file name; the tar inside has ustar headers
-  (`tarfile.GNU_FORMAT`, which adds a GNU long-name header only for a path
-  longer than 100 bytes).
+- gzip: header mtime 0 and no file name; deflate with a window of
+  2**WINDOW_BITS bytes (``--window-bits``, default `DEFAULT_WINDOW_BITS`),
+  which the header declares in the FEXTRA subfield "uw" (see
+  `gzip_with_window`): a device then needs only that much RAM to unpack it.
+  The tar inside has ustar headers (`tarfile.GNU_FORMAT`, which adds a GNU
+  long-name header only for a path longer than 100 bytes).
 - Every member: uid/gid 0, empty owner names, mtime ``$SOURCE_DATE_EPOCH``
   (0 when unset), mode 0644 for files and 0755 for folders. So the same
   inputs give byte-identical output.
@@ -39,16 +42,15 @@ hex SHA-256 of the archive bytes.
 """
 
 import fnmatch
-import gzip
-import struct
-import zlib
 import hashlib
 import io
 import os
 import re
+import struct
 import subprocess
 import tarfile
 import tempfile
+import zlib
 from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +65,10 @@ VERSION_FILE = "version"
 LATEST_FILE = "latest"
 
 _FLASH_BLOCK = 4096
+# A 4 KB window: the archive grows about 2% against 32 KB (tar -czf), and each of the device's
+# two passes over the archive needs 28 KB less RAM. Measured in docs/performance.md.
+DEFAULT_WINDOW_BITS = 12
+WINDOW_BITS_RANGE = range(9, 16)
 # Plain names only: no path separators, nothing that would break `latest`.
 _ARCHIVE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*\Z")
 
@@ -85,14 +91,18 @@ class Release:
         return "{};{};{};{}".format(self.version, self.archive_path.name, self.free_kb, self.sha256)
 
 
-def build_release(source, version, out_dir, name=None, excludes=(), mpy=False) -> Release:
+def build_release(source, version, out_dir, name=None, excludes=(), mpy=False,
+                  window_bits=DEFAULT_WINDOW_BITS) -> Release:
     """Pack `source` as release `version` into `out_dir`; return what was written.
 
+    `window_bits` (9 to 15) sizes the deflate window, and so the RAM a device needs to unpack.
+
     Raises:
-        CommandError: invalid version or name, missing source folder, unsafe
+        CommandError: invalid version, name or window, missing source folder, unsafe
             source tree, mpy-cross failure, or an I/O error writing `out_dir`.
     """
     _check_version(version)
+    _check_window_bits(window_bits)
     name = name or "firmware-{}.tar.gz".format(version)
     _check_archive_name(name)
     source, out_dir = Path(source), Path(out_dir)
@@ -104,7 +114,7 @@ def build_release(source, version, out_dir, name=None, excludes=(), mpy=False) -
     members.append(_Member(VERSION_FILE, version.encode() + b"\n"))
     members.sort(key=lambda member: member.name.split("/"))
     _check_unique(members)
-    archive = _archive_bytes(members, _source_date_epoch())
+    archive = _archive_bytes(members, _source_date_epoch(), window_bits)
     free_kb = -(-(_unpacked_size(members) + len(archive)) // 1024)
     release = Release(version, out_dir / name, out_dir / LATEST_FILE, free_kb, hashlib.sha256(archive).hexdigest())
     try:
@@ -144,6 +154,11 @@ def _check_version(version):
         device.parse_version(version)
     except device.UotaError as error:
         raise CommandError("--version: {}".format(error))
+
+
+def _check_window_bits(window_bits):
+    if window_bits not in WINDOW_BITS_RANGE:
+        raise CommandError("--window-bits must be 9 to 15, not {}".format(window_bits))
 
 
 def _check_archive_name(name):
@@ -228,23 +243,21 @@ def _source_date_epoch():
         raise CommandError("SOURCE_DATE_EPOCH must be an integer, not {!r}".format(value))
 
 
-def _archive_bytes(members, mtime):
+def _archive_bytes(members, mtime, window_bits):
     buffer = io.BytesIO()
-    # filename="" keeps the name out of the gzip header; mtime=0 keeps the time out.
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0) as compressed:
-        with tarfile.open(fileobj=compressed, mode="w", format=tarfile.GNU_FORMAT) as tar:
-            for member in members:
-                info = tarfile.TarInfo(member.name)
-                info.mtime = mtime
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                if member.data is None:
-                    info.type, info.mode = tarfile.DIRTYPE, 0o755
-                    tar.addfile(info)
-                else:
-                    info.type, info.mode, info.size = tarfile.REGTYPE, 0o644, len(member.data)
-                    tar.addfile(info, io.BytesIO(member.data))
-    return buffer.getvalue()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for member in members:
+            info = tarfile.TarInfo(member.name)
+            info.mtime = mtime
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if member.data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.type, info.mode, info.size = tarfile.REGTYPE, 0o644, len(member.data)
+                tar.addfile(info, io.BytesIO(member.data))
+    return gzip_with_window(buffer.getvalue(), window_bits)
 
 
 def gzip_with_window(data, window_bits):
@@ -252,9 +265,9 @@ def gzip_with_window(data, window_bits):
 
     The FEXTRA subfield "uw" (one byte: the window bits) tells a device how little RAM it
     needs to unpack the stream; gzip, tar and Python ignore it, so this stays a .tar.gz.
+    The header has no time and no file name, so the bytes depend on `data` alone.
     """
-    if not 9 <= window_bits <= 15:
-        raise CommandError("the window must be 9 to 15 bits, not {}".format(window_bits))
+    _check_window_bits(window_bits)
     deflate = zlib.compressobj(9, zlib.DEFLATED, -window_bits, 9)
     body = deflate.compress(data) + deflate.flush()
     extra = b"uw" + struct.pack("<HB", 1, window_bits)
@@ -291,10 +304,15 @@ def add_arguments(parser):
         help="leave out paths or names matching GLOB (repeatable)",
     )
     parser.add_argument("--mpy", action="store_true", help="compile .py files (except boot.py, main.py) with mpy-cross")
+    parser.add_argument(
+        "--window-bits", type=int, default=DEFAULT_WINDOW_BITS, metavar="N",
+        help="deflate window of 2**N bytes, the RAM a device needs to unpack: 9 to 15 "
+        "(default: {}, a {} KB window)".format(DEFAULT_WINDOW_BITS, (1 << DEFAULT_WINDOW_BITS) // 1024),
+    )
 
 
 def run(args):
     """Pack a source folder into a release archive and its `latest` file."""
-    release = build_release(args.source, args.version, args.out, args.name, args.exclude, args.mpy)
+    release = build_release(args.source, args.version, args.out, args.name, args.exclude, args.mpy, args.window_bits)
     print("wrote {} ({} bytes)".format(release.archive_path, release.archive_path.stat().st_size))
     print("wrote {}: {}".format(release.latest_path, release.latest_line))
