@@ -337,7 +337,7 @@ def format_report(report) -> List[str]:
     if report.archive_size is not None:
         lines += [
             "archive:   {} ({} bytes, sha256 {})".format(report.filename, report.archive_size, report.archive_sha256),
-            "window:    {} KB (wbits {})".format((1 << report.window_bits) // 1024, report.window_bits),
+            "window:    {:g} KB (wbits {})".format((1 << report.window_bits) / 1024, report.window_bits),
             "members:   {}".format(len(report.members)),
         ]
         lines += ["  {}{}".format(member.path, "/" if member.is_dir else "  ({} bytes)".format(member.size))
