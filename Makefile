@@ -13,7 +13,8 @@ test: $(STAMP) deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) deps
-	$(PY) bench/memory.py
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) bench/run_all.py --plot docs/performance.png
 
 reliability: $(STAMP) deps
 	$(PY) bench/reliability.py
