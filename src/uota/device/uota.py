@@ -794,7 +794,7 @@ class _Tar:
             self.bits = window_bits(buf[: self.f.readinto(buf[:64])])
             self.f.seek(0)
             self.gz = _gunzip(self.f, self.bits)
-        except (OSError, ValueError, MemoryError):  # MicroPython < 1.21 checks the header here
+        except (OSError, ValueError, EOFError, MemoryError):  # MicroPython < 1.21 reads the header here
             self.f.close()
             raise VerifyError("archive is not a gzip file, or no RAM for its window")
         self.left = 0  # unread data of the current member
@@ -818,6 +818,8 @@ class _Tar:
             return self.gz.readinto(view)
         except (OSError, ValueError):  # what MicroPython's decompressors raise on corrupt data
             raise VerifyError("archive is not a valid gzip file")
+        except EOFError:  # ... and on a gzip stream cut short
+            raise VerifyError("archive is truncated")
         except MemoryError:  # deflate allocates its window at the first read
             raise VerifyError(
                 "not enough RAM for the %d KB window this archive needs: build the release "
