@@ -166,7 +166,7 @@ def test_heap_that_fits_a_4k_window_refuses_a_32k_one_before_writing(tmp_path, d
 
     log = assert_update_changes_nothing(device, "True False")
 
-    assert "not enough RAM for the 32 KB window" in log
+    assert "not enough RAM for the 32768-byte window" in log
     assert "--window-bits" in log
     build(tmp_path, dist, 12)
     before = device.files()

@@ -23,6 +23,7 @@
 
 import os
 import gc
+import sys
 
 try:
     from micropython import const
@@ -72,6 +73,10 @@ def _log(level, msg):
         getattr(logging.getLogger("uota"), level)(msg)
     except ImportError:
         print(msg)
+
+
+# Collecting between files keeps a board's small heap unfragmented; CPython needs no help.
+_collect = gc.collect if sys.implementation.name == "micropython" else (lambda: None)
 
 
 def _sha256():
@@ -822,8 +827,8 @@ class _Tar:
             raise VerifyError("archive is truncated")
         except MemoryError:  # deflate allocates its window at the first read
             raise VerifyError(
-                "not enough RAM for the %d KB window this archive needs: build the release "
-                "with uota build --window-bits 12" % ((1 << self.bits) // 1024)
+                "not enough RAM for the %d-byte window this archive needs: build the release "
+                "with a smaller uota build --window-bits than %d" % (1 << self.bits, self.bits)
             )
 
     def readinto(self, buf):
@@ -1077,7 +1082,7 @@ def _install(state, cfg, quiet):
     except VerifyError:
         _clear_state(state)
         raise
-    gc.collect()  # the first pass's gzip window
+    _collect()  # the first pass's gzip window
     _apply(state, plan, buf, quiet)
 
 
@@ -1099,7 +1104,7 @@ def _apply(state, plan, buf, quiet):
                     made = folder
                 if not tar.is_dir:
                     _write_member(tar, path, buf)
-                gc.collect()
+                _collect()
             path = tar.next()
     finally:
         tar.close()
