@@ -114,7 +114,8 @@ class FaultProxy:
 
     def stop(self):
         self._stopping.set()
-        self._listener.close()  # ends accept() in the acceptor thread
+        self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() in the acceptor thread
+        self._listener.close()
         self._acceptor.join(IO_TIMEOUT)
 
     def _accept(self):
@@ -122,7 +123,7 @@ class FaultProxy:
             try:
                 client, _ = self._listener.accept()
             except OSError:
-                return  # the listener was closed by stop()
+                return  # the listener was shut by stop()
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client):

@@ -14,7 +14,9 @@ MicroPython a different small part of it, which keeps the file within a few minu
 import math
 import random
 import re
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -37,7 +39,7 @@ from fixtures_runtime import RUNTIME_IDS
 from test_device_update import NEW, expected_after_update, make_device, release
 
 TIMEOUT = 1  # the device's, in seconds: short, so that stalls cost little
-_RNG = random.Random(20240604)
+_RNG = random.Random(2024)
 SAMPLES = ["sample-%.3f" % _RNG.random() for _ in range(8)]  # fractions of the response
 
 BOUNDARIES = {
@@ -76,24 +78,39 @@ def position(where, response, in_body=False):
     return start + int(float(where[len("sample-"):]) * (len(response) - start))
 
 
-@pytest.fixture
-def dist(tmp_path):
-    folder = tmp_path / "dist"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def proxy(dist):
-    server = start_server(dist)
-    proxy = FaultProxy(server.url)
-    yield proxy
-    proxy.stop()
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    # One server for the file (stopping one takes half a second); each test has its folder.
+    server = start_server(tmp_path_factory.mktemp("releases"))
+    yield server
     server.shutdown()
 
 
-def url_path(path, archive):
-    return "/latest" if path == "latest" else "/" + archive.name
+@pytest.fixture
+def dist(server):
+    return Path(tempfile.mkdtemp(dir=server.dist))
+
+
+@pytest.fixture
+def proxy(server):
+    proxy = FaultProxy(server.url)
+    yield proxy
+    proxy.stop()
+
+
+def url_path(dist, name):
+    """The path the device asks for to get `name` from dist."""
+    return "/%s/%s" % (dist.name, name)
+
+
+def faulty_device(runtime, tmp_path, proxy, dist):
+    return make_device(runtime, tmp_path, proxy.url + dist.name + "/", timeout=TIMEOUT)
+
+
+def aim(proxy, dist, archive, path):
+    """The URL path of `latest` or the archive, and the response the server sends for it."""
+    target = url_path(dist, "latest" if path == "latest" else archive.name)
+    return target, fetch_response(proxy.url, target)
 
 
 def assert_whole(device, before, archive, log):
@@ -113,9 +130,9 @@ def assert_whole(device, before, archive, log):
 @pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"]))
 def test_connection_dropped_anywhere_changes_nothing(runtime, tmp_path, dist, proxy, path, where):
     archive = release(dist, tmp_path)
-    target = url_path(path, archive)
-    proxy.faults[target] = drop_after(position(where, fetch_response(proxy.url, target)))
-    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    target, response = aim(proxy, dist, archive, path)
+    proxy.faults[target] = drop_after(position(where, response))
+    device = faulty_device(runtime, tmp_path, proxy, dist)
     before = device.files()
 
     result, log = device.update()
@@ -134,9 +151,9 @@ RESET_POINTS = {
 @pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"], RESET_POINTS))
 def test_connection_reset_changes_nothing(runtime, tmp_path, dist, proxy, path, where):
     archive = release(dist, tmp_path)
-    target = url_path(path, archive)
-    proxy.faults[target] = reset_after(position(where, fetch_response(proxy.url, target)))
-    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    target, response = aim(proxy, dist, archive, path)
+    proxy.faults[target] = reset_after(position(where, response))
+    device = faulty_device(runtime, tmp_path, proxy, dist)
     before = device.files()
 
     result, log = device.update()
@@ -152,9 +169,9 @@ def flip_at(n):
 @pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"]))
 def test_flipped_bit_is_refused_or_harmless(runtime, tmp_path, dist, proxy, path, where):
     archive = release(dist, tmp_path)
-    target = url_path(path, archive)
-    proxy.faults[target] = flip_at(position(where, fetch_response(proxy.url, target)))
-    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    target, response = aim(proxy, dist, archive, path)
+    proxy.faults[target] = flip_at(position(where, response))
+    device = faulty_device(runtime, tmp_path, proxy, dist)
     before = device.files()
 
     result, log = device.update()
@@ -172,9 +189,9 @@ BODY_POINTS = {
 @pytest.mark.parametrize("runtime, path, where", sweep(["archive"], BODY_POINTS))
 def test_corrupt_archive_without_hash_is_caught_before_anything_is_written(runtime, tmp_path, dist, proxy, path, where):
     archive = release(dist, tmp_path, with_hash=False)
-    target = url_path(path, archive)
-    proxy.faults[target] = flip_at(position(where, fetch_response(proxy.url, target), in_body=True))
-    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    target, response = aim(proxy, dist, archive, path)
+    proxy.faults[target] = flip_at(position(where, response, in_body=True))
+    device = faulty_device(runtime, tmp_path, proxy, dist)
     before = device.files()
 
     result, log = device.update()
@@ -187,10 +204,9 @@ def test_corrupt_archive_without_hash_is_caught_before_anything_is_written(runti
 def test_body_cut_short_without_a_length_is_refused_or_harmless(runtime, tmp_path, dist, proxy, path, where, with_hash):
     # Without Content-Length only the hash, the gzip trailer or the latest grammar can tell.
     archive = release(dist, tmp_path, with_hash=with_hash)
-    target = url_path(path, archive)
-    response = fetch_response(proxy.url, target)
+    target, response = aim(proxy, dist, archive, path)
     proxy.faults[target] = truncate_body(position(where, response, in_body=True) - head_length(response))
-    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    device = faulty_device(runtime, tmp_path, proxy, dist)
     before = device.files()
 
     result, log = device.update()
@@ -208,10 +224,9 @@ STALL_POINTS = {
 @pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"], STALL_POINTS))
 def test_stalled_server_is_given_up_after_the_timeout(runtime, tmp_path, dist, proxy, path, where):
     archive = release(dist, tmp_path)
-    target = url_path(path, archive)
-    response = fetch_response(proxy.url, target)
+    target, response = aim(proxy, dist, archive, path)
     proxy.faults[target] = stall_after(min(position(where, response), len(response) - 1))
-    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    device = faulty_device(runtime, tmp_path, proxy, dist)
     before = device.files()
 
     started = time.monotonic()
@@ -226,8 +241,8 @@ def test_stalled_server_is_given_up_after_the_timeout(runtime, tmp_path, dist, p
 def test_trickle_slower_in_total_than_the_timeout_still_updates(runtime, tmp_path, dist, proxy):
     # The timeout bounds each read, not the whole download.
     archive = release(dist, tmp_path)
-    proxy.faults["/" + archive.name] = trickle(0.002)
-    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    proxy.faults[url_path(dist, archive.name)] = trickle(0.002)
+    device = faulty_device(runtime, tmp_path, proxy, dist)
     before = device.files()
 
     started = time.monotonic()
@@ -249,17 +264,17 @@ print(tries, uota.install_new_firmware())
 """
 
 
-def archive_ranges(proxy, archive):
+def archive_ranges(proxy, dist, archive):
     """The Range header of each archive request the device made ('' for none)."""
-    heads = [head for head in proxy.requests if head.startswith("GET /%s " % archive.name)]
+    heads = [head for head in proxy.requests if head.startswith("GET %s " % url_path(dist, archive.name))]
     return [(re.findall(r"(?im)^range: *(.*?)\r$", head) or [""])[0] for head in heads]
 
 
 def test_flaky_link_gets_a_large_release_through_by_resuming(runtime, tmp_path, dist, proxy):
     archive = release(dist, tmp_path, files=BIG)
     size = archive.stat().st_size
-    proxy.faults["/" + archive.name] = drop_after(CUT_EVERY)
-    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    proxy.faults[url_path(dist, archive.name)] = drop_after(CUT_EVERY)
+    device = faulty_device(runtime, tmp_path, proxy, dist)
     before = device.files()
 
     last_line, log = device.call(RETRY_UNTIL_DOWNLOADED % 40)
@@ -267,7 +282,7 @@ def test_flaky_link_gets_a_large_release_through_by_resuming(runtime, tmp_path, 
 
     assert installed == "True", log
     assert math.ceil(size / CUT_EVERY) <= int(tries) <= math.ceil(size / (CUT_EVERY - 512))
-    offsets = [int(r[len("bytes="):-1]) for r in archive_ranges(proxy, archive)[1:]]
+    offsets = [int(r[len("bytes="):-1]) for r in archive_ranges(proxy, dist, archive)[1:]]
     assert offsets == sorted(set(offsets)) and len(offsets) == int(tries) - 1  # each try goes on
     assert device.files() == expected_after_update(before, BIG)
 
@@ -275,14 +290,14 @@ def test_flaky_link_gets_a_large_release_through_by_resuming(runtime, tmp_path, 
 def test_flaky_link_that_loses_range_starts_over_and_never_installs_a_patchwork(runtime, tmp_path, dist, proxy):
     # A server answering 200 to a Range request sends the whole file: the device starts over.
     archive = release(dist, tmp_path, files=BIG)
-    proxy.faults["/" + archive.name] = drop_after(CUT_EVERY)
+    proxy.faults[url_path(dist, archive.name)] = drop_after(CUT_EVERY)
     proxy.strip_range = True
-    device = make_device(runtime, tmp_path, proxy.url, timeout=TIMEOUT)
+    device = faulty_device(runtime, tmp_path, proxy, dist)
     before = device.files()
 
     last_line, log = device.call(RETRY_UNTIL_DOWNLOADED % 4)
 
     assert last_line.split() == ["3", "False"], log
-    assert all(archive_ranges(proxy, archive)[1:]), "the device did not ask to resume"
+    assert all(archive_ranges(proxy, dist, archive)[1:]), "the device did not ask to resume"
     assert assert_whole(device, before, archive, log) == "unchanged"
     assert len(device.files()["fw.tmp"]) < CUT_EVERY
