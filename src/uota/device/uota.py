@@ -235,6 +235,7 @@ def _literal(text, pos, depth):
 def _container(text, pos, opener, depth):
     items = []
     closer = _CLOSE[opener]
+    comma = False
     while True:
         pos = _skip(text, pos)
         if pos < len(text) and text[pos] == closer:
@@ -251,10 +252,13 @@ def _container(text, pos, opener, depth):
             items.append(key)
         if pos < len(text) and text[pos] == ",":
             pos += 1
+            comma = True
         elif pos >= len(text) or text[pos] != closer:
             raise VerifyError("uota.cfg: expected ',' or %r at offset %d" % (closer, pos))
     if opener == "{":
         return dict(items), pos + 1
+    if opener == "(" and len(items) == 1 and not comma:
+        return items[0], pos + 1  # as in Python: (x) is x, (x,) a tuple
     return (items if opener == "[" else tuple(items)), pos + 1
 
 
@@ -276,7 +280,7 @@ def _string(text, pos):
             if e == "x":
                 c = chr(int(text[pos + 2 : pos + 4], 16))
                 pos += 2
-            elif e in _ESCAPES:
+            elif e in _ESCAPES and not (e == "0" and text[pos + 2 : pos + 3].isdigit()):  # Python: octal
                 c = _ESCAPES[e]
             else:
                 raise VerifyError("uota.cfg: unknown escape at offset %d" % pos)
