@@ -587,7 +587,10 @@ def _read_head(stream, line):
         elif _starts_with(line, n, b"transfer-encoding:"):
             chunked = b"chunked" in bytes(line[18:n]).lower()
         elif _starts_with(line, n, b"location:"):
-            location = bytes(line[9:n]).decode().strip()
+            try:
+                location = bytes(line[9:n]).decode().strip()
+            except ValueError:  # UnicodeError: not UTF-8
+                raise DownloadError("redirect to a Location that is not text")
         elif _starts_with(line, n, b"content-range:"):  # "bytes 100-199/200"
             value = bytes(line[14:n]).strip()
             if value.startswith(b"bytes "):
