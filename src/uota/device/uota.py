@@ -933,6 +933,8 @@ def _pax(data, name, size):
         while pos < len(data):
             space = data.index(b" ", pos)
             end = pos + int(data[pos:space])
+            if end <= space:  # a length of 0 (or less) would read the same record forever
+                raise ValueError
             key, _, value = bytes(data[space + 1 : end - 1]).partition(b"=")
             if key == b"path":
                 name = value.decode()
