@@ -1,0 +1,161 @@
+"""What every fuzzer of the device module checks: tests/test_fuzz.py (hypothesis) and the
+atheris harnesses beside this file share these functions.
+
+Each `check_*` feeds one input to the device module's own code and lets only two outcomes
+through: a result, or the module's error `uota.UotaError`. Any other exception escapes and
+is a defect. `install_archive` also checks that nothing is written outside the device root.
+"""
+
+import contextlib
+import gzip
+import hashlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from uota.device import uota  # noqa: E402
+
+VERSION = "1.1.0"  # what the archives' version member says
+DEVICE_CFG = "{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'fw.tmp', 'excluded_files': ['wifi.json']}"
+DEVICE_FILES = {"main.py": b"old\n", "wifi.json": b"{}\n", "version": b"1.0.0\n", "uota.cfg": DEVICE_CFG.encode()}
+
+
+class ByteStream:
+    """A socket as the device module uses one: readinto() from the bytes given, in pieces of
+    at most `piece` bytes (networks split data anywhere), and write()."""
+
+    def __init__(self, data, piece=1 << 30):
+        self.data = memoryview(bytes(data))
+        self.pos = 0
+        self.piece = piece
+
+    def readinto(self, buf):
+        n = min(len(buf), len(self.data) - self.pos, self.piece)
+        buf[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+    def write(self, data):
+        return len(data)
+
+    def close(self):
+        pass
+
+
+def read_response(stream):
+    """(status, body) of the HTTP response in stream, read as the device reads one."""
+    line = bytearray(uota._LINE_MAX)
+    head = uota._read_head(stream, line)
+    response = uota._Response(stream, stream, head, line)
+    body = bytearray()
+    buf = memoryview(bytearray(uota._CHUNK))
+    while True:
+        n = response.readinto(buf)
+        if not n:
+            return head[0], bytes(body)
+        body += buf[:n]
+
+
+def check_http(data, piece=1 << 30):
+    try:
+        return read_response(ByteStream(data, piece))
+    except uota.UotaError:
+        return None
+
+
+def check_latest(text):
+    try:
+        version, filename, free_kb, sha = uota.parse_latest(text)
+    except uota.UotaError:
+        return None
+    uota.parse_version(version)
+    assert filename and "/" not in filename and "\\" not in filename and filename not in (".", "..")
+    assert isinstance(free_kb, int) and free_kb >= 0
+    assert sha is None or (len(sha) == 64 and set(sha) <= set("0123456789abcdef"))
+    return version, filename, free_kb, sha
+
+
+def check_cfg(text):
+    try:
+        cfg = uota.parse_cfg(text)
+    except uota.UotaError:
+        return None
+    assert isinstance(cfg, dict)
+    return cfg
+
+
+def check_version(text):
+    try:
+        return uota.parse_version(text)
+    except uota.UotaError:
+        return None
+
+
+def fix_tar_checksums(tar):
+    """tar with the checksum of each header recomputed, walking it as a reader does, so that
+    mutations reach the fields behind the checksum."""
+    tar = bytearray(tar)
+    pos = 0
+    while pos + 512 <= len(tar) and any(tar[pos : pos + 512]):
+        header = tar[pos : pos + 512]
+        header[148:156] = b" " * 8
+        tar[pos + 148 : pos + 156] = b"%06o\0 " % sum(header)
+        size = uota._number(header, 124, 136, 8)
+        pos += 512 + (max(size, 0) + 511) // 512 * 512
+    return bytes(tar)
+
+
+@contextlib.contextmanager
+def _device_folder():
+    """A device root inside an otherwise empty folder, as the working directory."""
+    old_cwd = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="uota-fuzz-") as base:
+        root = Path(base) / "root"
+        root.mkdir()
+        for name, data in DEVICE_FILES.items():
+            (root / name).write_bytes(data)
+        os.chdir(root)
+        try:
+            yield Path(base), root
+        finally:
+            os.chdir(old_cwd)
+
+
+def tree(folder):
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else None
+        for p in sorted(Path(folder).rglob("*"))
+    }
+
+
+def install_archive(archive):
+    """Install the bytes of a .tar.gz on a fresh device root as install_new_firmware() does.
+
+    Returns the root's files after a complete install, or None when the archive was refused;
+    a refused archive leaves the root as it was, less the archive.
+    """
+    with _device_folder() as (base, root):
+        before = tree(root)
+        (root / "fw.tmp").write_bytes(archive)
+        uota._write_state("ready", VERSION, len(archive), hashlib.sha256(archive).hexdigest(), "fw.tmp", [])
+        try:
+            uota._install(uota._read_state(), uota._read_cfg(), True)
+            installed = True
+        except uota.UotaError:
+            installed = False
+        finally:
+            assert [p.name for p in base.iterdir()] == ["root"], "written outside the device root"
+        after = tree(root)
+    assert all(not name.endswith(".uota-new") for name in after), "a half-written file is left"
+    if not installed:
+        assert after == before, "a refused archive changed the device"
+        return None
+    return after
+
+
+def install_tar(tar):
+    """install_archive() of tar (checksums repaired), gzipped."""
+    return install_archive(gzip.compress(fix_tar_checksums(tar), compresslevel=1, mtime=0))
