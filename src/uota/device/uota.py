@@ -901,12 +901,9 @@ class _Tar:
         if b[124] & 0x80:
             raise VerifyError("archive member too large")
         size = max(_number(b, 124, 136, 8), 0)
-        try:
-            name = _text(b, 0, 100)
-            if b[345] and b[257] == 117 and b[262] == 0:  # POSIX "ustar\0": a prefix field
-                name = _text(b, 345, 500) + "/" + name
-        except ValueError:
-            raise VerifyError("archive has a member name that is not UTF-8")
+        name = _text(b, 0, 100)
+        if b[345] and b[257] == 117 and b[262] == 0:  # POSIX "ustar\0": a prefix field
+            name = _text(b, 345, 500) + "/" + name
         kind = chr(b[156]) if b[156] else "0"
         if kind not in "05xgL":
             raise VerifyError("archive member %r is not a regular file or directory" % name)
@@ -923,7 +920,10 @@ def _text(buf, start, end):
     stop = start
     while stop < end and buf[stop]:
         stop += 1
-    return str(memoryview(buf)[start:stop], "utf-8")
+    try:
+        return str(memoryview(buf)[start:stop], "utf-8")
+    except ValueError:  # also for GNU long names, read outside _header
+        raise VerifyError("archive has a member name that is not UTF-8")
 
 
 def _pax(data, name, size):
