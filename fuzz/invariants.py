@@ -156,6 +156,31 @@ def install_archive(archive):
     return after
 
 
+def walk_archive(archive):
+    """The member paths of a .tar.gz's bytes as the device's reader alone (which `uota check`
+    also uses) lists them, or None when it refuses the archive."""
+    with tempfile.NamedTemporaryFile(suffix=".tar.gz") as f:
+        f.write(archive)
+        f.flush()
+        try:
+            tar = uota._Tar(f.name, bytearray(uota._CHUNK))
+        except uota.UotaError:
+            return None
+        paths = []
+        try:
+            while True:
+                path = tar.next()
+                if path is None:
+                    return paths
+                paths.append(path)
+        except uota.UotaError:
+            return None
+        finally:
+            tar.close()
+
+
 def install_tar(tar):
-    """install_archive() of tar (checksums repaired), gzipped."""
-    return install_archive(gzip.compress(fix_tar_checksums(tar), compresslevel=1, mtime=0))
+    """walk_archive() and install_archive() of tar (checksums repaired), gzipped."""
+    archive = gzip.compress(fix_tar_checksums(tar), compresslevel=1, mtime=0)
+    walk_archive(archive)
+    return install_archive(archive)
