@@ -1010,6 +1010,9 @@ def _validate(state, cfg, buf):
     free = _free_bytes()
     growth = peak = 0
     checked = ""
+    # Hashes of the paths the archive makes files and folders: one path may not be both.
+    # (A collision refuses a good archive, which is safe; whole names would cost more RAM.)
+    files, folders = set(), set()
     tar = _Tar(archive, buf)
     try:
         while True:
@@ -1025,9 +1028,13 @@ def _validate(state, cfg, buf):
             if parent:
                 for step in _parents(parent):  # each must be a directory, or be made one
                     st = _stat(step)
-                    if st and not _is_dir(st):
+                    if st and not _is_dir(st) or hash(step) in files:
                         raise VerifyError("archive puts %r under a file" % path)
+                    folders.add(hash(step))
                 checked = parent
+            if hash(path) in (files if is_dir else folders):
+                raise VerifyError("archive has %r as both a file and a folder" % path)
+            (folders if is_dir else files).add(hash(path))
             if is_dir:
                 st = _stat(path)
                 if st is None:
