@@ -115,6 +115,20 @@ def release_server():
 
 
 @pytest.fixture
+def dist(tmp_path):
+    """An empty folder to publish releases in."""
+    folder = tmp_path / "dist"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def server(release_server, dist):
+    """A release server for `dist`."""
+    return release_server(dist)
+
+
+@pytest.fixture
 def silent_server():
     """A port that accepts TCP connections and never says a word."""
     listener = socket.socket()

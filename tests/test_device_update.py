@@ -29,18 +29,6 @@ NEW = {
 }
 
 
-@pytest.fixture
-def dist(tmp_path):
-    folder = tmp_path / "dist"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def server(release_server, dist):
-    return release_server(dist)
-
-
 def make_device(runtime, tmp_path, url, files=OLD, **cfg):
     device = Device(runtime, tmp_path / "device")
     write_tree(device.root, files)

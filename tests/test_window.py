@@ -87,18 +87,6 @@ def heap_needed(log):
     return int(next(line for line in log.splitlines() if line.startswith("heap needed")).split()[-1])
 
 
-@pytest.fixture
-def dist(tmp_path):
-    folder = tmp_path / "dist"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def server(release_server, dist):
-    return release_server(dist)
-
-
 def build(tmp_path, dist, bits):
     """`uota build` of NEW as 1.1.0 with `bits` (None: the default); returns the archive path."""
     src = write_tree(tmp_path / "src", NEW)
