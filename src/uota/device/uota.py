@@ -14,7 +14,10 @@
 # On-flash state (all paths relative to the current directory, the device's root):
 #   uota.state  "phase;version;size;sha256;archive\n" then one excluded entry per line,
 #               then "end\n". phase: partial (downloading; resumable as the hash is
-#               known), ready (downloaded and verified), installing (the journal).
+#               known), ready (downloaded and verified), installing (the journal),
+#               retry (the journal of an install that failed other than by a power cut:
+#               recover() tries it once more), failed (it failed again: the archive is
+#               deleted, that release is not tried again, the next one is).
 #               Replaced atomically (written beside, renamed over); a file without its
 #               "end" line is ignored.
 #   <path>.uota-new  a file being written; renamed over <path> once complete.
@@ -33,6 +36,18 @@ except ImportError:  # CPython
         return value
 
 
+try:  # a millisecond clock; MicroPython's wraps, hence ticks_diff
+    from time import ticks_ms as _ticks_ms, ticks_diff as _ticks_diff
+except ImportError:  # CPython
+    from time import monotonic
+
+    def _ticks_ms():
+        return int(monotonic() * 1000)
+
+    def _ticks_diff(a, b):
+        return a - b
+
+
 VERSION = "0.1.0"
 
 _CHUNK = const(1024)  # the one I/O buffer: socket, hash, tar headers and file data
@@ -44,6 +59,11 @@ _NAME_MAX = const(255)  # longest member path
 _MEMBERS_MAX = const(2000)
 _SMALL_MEMBER_MAX = const(4096)  # `version`, `uota.cfg` and pax/GNU name records
 _TMP_SUFFIX = ".uota-new"
+_COMPONENT_MAX = const(246)  # 255, the longest name on littlefs and FAT, less the suffix
+_PATHS_MAX = const(2000)  # distinct files and folders one archive may name
+_FAT_REFUSES = '\\:*?"<>|'
+_OWN_FILES = ("version", "uota.cfg", "uota.state")  # written by uota alone
+_OWN_HEADERS = ("host", "connection", "range", "content-length", "transfer-encoding")
 _STATE = "uota.state"
 _PIN_FAILED = (
     "Certificate pinning failed, the hash of server public key does not match. "
@@ -290,26 +310,65 @@ def _string(text, pos):
     raise VerifyError("uota.cfg: unterminated string")
 
 
+def _finish_rename(path):
+    # FAT renames onto a file by removing it first: a cut or an error between the two
+    # leaves the target missing and its complete new content beside it.
+    if not _exists(path) and _exists(path + _TMP_SUFFIX):
+        os.rename(path + _TMP_SUFFIX, path)
+
+
 def _read_cfg():
-    if not _exists("uota.cfg") and _exists("uota.cfg" + _TMP_SUFFIX):
-        os.rename("uota.cfg" + _TMP_SUFFIX, "uota.cfg")  # FAT: cut between remove and rename
+    _finish_rename("uota.cfg")
     try:
         with open("uota.cfg") as f:
-            cfg = parse_cfg(f.read())
+            text = f.read()
     except OSError:
         raise VerifyError("cannot read uota.cfg")
+    return check_cfg(parse_cfg(text))
+
+
+def check_cfg(cfg):
+    """cfg with its paths canonical (excluded_files lower-cased), or VerifyError.
+
+    The device's own uota.cfg and a release's pass the same checks, so that no release
+    can leave a device that cannot read its configuration or update again.
+    """
     for key in ("url", "tmp_filename"):
         if not isinstance(cfg.get(key), str) or not cfg[key]:
             raise VerifyError("uota.cfg: %s must be a non-empty string" % key)
-    for key, kind in (("excluded_files", (list, tuple)), ("delete", (list, tuple)), ("headers", dict), ("timeout", (int, float))):
+    for key, kind in (("excluded_files", (list, tuple)), ("delete", (list, tuple)), ("headers", dict), ("timeout", (int, float)), ("min_rate", (int, float))):
         if key in cfg and not isinstance(cfg[key], kind):
             raise VerifyError("uota.cfg: %s has the wrong type" % key)
-    if cfg.get("timeout", 10) <= 0:
-        raise VerifyError("uota.cfg: timeout must be positive")
-    cfg["excluded_files"] = _normalise_entries(cfg.get("excluded_files", ()), "excluded_files")
+    if not 0 < cfg.get("timeout", 10) <= 3600 or not 0 < cfg.get("min_rate", 256) < 1 << 29:
+        raise VerifyError("uota.cfg: timeout or min_rate out of range")
+    try:
+        _split_url(cfg["url"])
+    except DownloadError as e:
+        raise VerifyError("uota.cfg: %s" % e)
+    _check_headers(cfg.get("headers", {}))
+    tmp = _safe_path(cfg["tmp_filename"]).lower()
+    if not tmp or tmp in _OWN_FILES or tmp.endswith(_TMP_SUFFIX):
+        raise VerifyError("uota.cfg: tmp_filename may not be %r" % cfg["tmp_filename"])
+    cfg["excluded_files"] = [entry.lower() for entry in _entries(cfg, "excluded_files")]
+    cfg["delete"] = _entries(cfg, "delete")
     if not cfg["url"].endswith("/"):
         cfg["url"] += "/"
     return cfg
+
+
+def _check_headers(headers):
+    """Configured headers go on the request as they are: a name must be a token and a
+    value printable ASCII, so that none can add a header or end the request early."""
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str) or not name:
+            raise VerifyError("uota.cfg: headers must map text to text")
+        if not _plain(name, "!#$%&'*+-.^_`|~"):  # ASCII: CPython lowers "\u212a" to "k"
+            raise VerifyError("uota.cfg: header name %r is not a token" % name)
+        if name.lower() in _OWN_HEADERS:
+            raise VerifyError("uota.cfg: header %s is uota's to send" % name)
+        for c in value:
+            if not (" " <= c <= "~" or c == "\t"):
+                raise VerifyError("uota.cfg: header %s has a control or non-ASCII character" % name)
 
 
 # ---------------------------------------------------------------- formats: latest, versions
@@ -329,8 +388,8 @@ def parse_latest(text):
         raise VerifyError("latest needs at least version;filename")
     version, filename = fields[0].strip(), fields[1].strip()
     parse_version(version)
-    if not filename or "/" in filename or "\\" in filename or filename in (".", ".."):
-        raise VerifyError("latest names an unsafe file: %r" % filename)
+    if not filename or not _plain(filename, "._-+~") or filename in (".", ".."):
+        raise VerifyError("latest names an unsafe file: %r" % filename)  # it goes into a URL
     free_kb = 0
     if len(fields) > 2:
         kb = fields[2].strip()
@@ -346,7 +405,7 @@ def parse_latest(text):
 
 
 def parse_version(version):
-    """A comparable key: numeric parts as numbers, 1.0 == 1.0.0, 2.0.0-rc1 < 2.0.0."""
+    """(release parts, pre-release) of a version, for compare_versions; VerifyError if invalid."""
     if not version or len(version) > 64:
         raise VerifyError("invalid version %r" % version)
     for c in version:  # ASCII only: MicroPython and CPython agree on what a letter is
@@ -360,14 +419,17 @@ def parse_version(version):
             cut = i
     release, pre = release[:cut], release[cut + 1 :]
     parts = [_natural(p) for p in release.split(".")]
-    while len(parts) > 1 and parts[-1] == [(0, 0)]:
-        parts.pop()
     # a release sorts after its pre-releases
     return parts, (1,) if not pre else (0, [_natural(p) for p in pre.split(".")])
 
 
+_ZERO = [(2, 0), (1,)]
+
+
 def _natural(part):
-    # "rc10" -> [(1,'rc'), (0,10)]: digit runs compare as numbers
+    # "rc10" -> [(0,'rc'), (2,10), (1,)]: digit runs compare as numbers, and numbers never
+    # lose to letters: a run of letters sorts below the part's end (1,), a number above it.
+    # So 1.0a < 1.0 < 1.0.1 and v1 < 0.1; each key's first item keeps int from str.
     out = []
     i = 0
     while i < len(part):
@@ -375,17 +437,26 @@ def _natural(part):
         digits = part[i].isdigit()
         while j < len(part) and part[j].isdigit() == digits:
             j += 1
-        out.append((0, int(part[i:j])) if digits else (1, part[i:j]))
+        out.append((2, int(part[i:j])) if digits else (0, part[i:j]))
         i = j
-    return out or [(0, 0)]
+    if not out:
+        out.append((2, 0))
+    out.append((1,))
+    return out
 
 
 def compare_versions(a, b):
-    ka, kb = parse_version(a), parse_version(b)
-    return (ka > kb) - (ka < kb)
+    (pa, ra), (pb, rb) = parse_version(a), parse_version(b)
+    for i in range(max(len(pa), len(pb))):  # a missing part is a 0: 1 == 1.0, 1.0a < 1
+        x = pa[i] if i < len(pa) else _ZERO
+        y = pb[i] if i < len(pb) else _ZERO
+        if x != y:
+            return 1 if x > y else -1
+    return (ra > rb) - (ra < rb)
 
 
 def _read_version():
+    _finish_rename("version")
     try:
         with open("version") as f:
             return f.read().strip()
@@ -396,7 +467,21 @@ def _read_version():
 # ---------------------------------------------------------------- HTTP
 
 
+def _plain(text, extra):
+    """Whether text holds only ASCII letters, digits and the characters of extra."""
+    for c in text:
+        if not ("0" <= c <= "9" or "a" <= c <= "z" or "A" <= c <= "Z" or c in extra):
+            return False
+    return True
+
+
 def _split_url(url):
+    """(scheme, host in lower case, port, path) of an http(s) URL that can go into a
+    request as it is: printable ASCII without space, a plain host (no user@). Else
+    DownloadError."""
+    for c in url:
+        if not "!" <= c <= "~":
+            raise DownloadError("unsafe URL %r" % url)
     if url.startswith("https://"):
         scheme, rest, port = "https", url[8:], 443
     elif url.startswith("http://"):
@@ -406,13 +491,16 @@ def _split_url(url):
     host, _, path = rest.partition("/")
     if ":" in host:
         host, _, p = host.partition(":")
-        if not p.isdigit():
+        if not p.isdigit() or int(p) > 65535:
             raise DownloadError("bad port in URL %r" % url)
         port = int(p)
-    return scheme, host, port, "/" + path
+    if not host or not _plain(host, ".-[]:"):
+        raise DownloadError("bad host in URL %r" % url)
+    return scheme, host.lower(), port, "/" + path
 
 
 def _join_url(base, location):
+    location = location.partition("#")[0]  # a fragment is the client's, never sent
     if location.startswith("http://") or location.startswith("https://"):
         return location
     scheme, host, port, path = _split_url(base)
@@ -472,6 +560,43 @@ class _Response:
         self.sock.close()
 
 
+class _Paced:
+    """The socket as a stream that ends the transfer when the server sends slower than
+    min_rate bytes/s on average since the request, after a grace of `timeout` seconds
+    (the timeout bounds each read only). Costs a clock read and a compare per read; on
+    MicroPython a read fills the buffer, so in a body the check comes once per buffer."""
+
+    def __init__(self, sock, cfg):
+        self.sock = sock
+        self.stream = _stream(sock)
+        self.rate = cfg.get("min_rate", 256)
+        self.got = 0
+        self.due = int(cfg.get("timeout", 10) * 1000)  # ms after the request: next check
+        self.start = _ticks_ms()
+
+    def write(self, data):
+        return self.stream.write(data)
+
+    def readinto(self, buf):
+        n = self.stream.readinto(buf)
+        if n:
+            self.got += n
+        t = _ticks_diff(_ticks_ms(), self.start)
+        if t > self.due:
+            # When `got` bytes are due at min_rate: got * 1000 // rate, in small ints.
+            got, rate = self.got, self.rate
+            due = got // rate * 1000 + got % rate * 1000 // rate
+            if t > due:
+                raise DownloadError("the server sends slower than %d bytes/s" % rate)
+            self.due = due
+        return n
+
+    def close(self):
+        if self.stream is not self.sock:
+            self.stream.close()
+        self.sock.close()
+
+
 def _number(buf, start, end, base):
     """The number written at buf[start:end] (leading spaces, then digits), or -1."""
     value = -1
@@ -511,7 +636,11 @@ def _readline(stream, one, line):
 
 
 def _request(url, cfg, pin, offset=0):
-    """GET url, following redirects; return a _Response for a 200 (or 206 from offset)."""
+    """GET url, following redirects; return a _Response for a 200 (or 206 from offset).
+
+    uota.cfg's headers (credentials) go only to the origin of its url; a redirect from
+    https to http is refused."""
+    home = _split_url(cfg["url"])[:3]
     for _ in range(_REDIRECTS_MAX + 1):
         scheme, host, port, path = _split_url(url)
         import socket
@@ -527,11 +656,12 @@ def _request(url, cfg, pin, offset=0):
                     _check_pin(sock, pin)
             elif pin:
                 raise VerifyError(_PIN_FAILED + " (no TLS to check)")
-            stream = _stream(sock)
-            _send_request(stream, host, port, path, cfg, offset)
+            stream = _Paced(sock, cfg)
+            headers = cfg.get("headers", {}) if (scheme, host, port) == home else {}
+            _send_request(stream, host, port, path, headers, offset)
             line = bytearray(_LINE_MAX)
             head = _read_head(stream, line)
-            response = _Response(sock, stream, head, line)
+            response = _Response(stream, stream, head, line)
         except BaseException:
             sock.close()
             raise
@@ -539,6 +669,8 @@ def _request(url, cfg, pin, offset=0):
         if status in (301, 302, 303, 307, 308) and location:
             response.close()
             url = _join_url(url, location)
+            if scheme == "https" and not url.startswith("https:"):
+                raise DownloadError("refused a redirect from https to http: %s" % url)
             continue
         if status == 200 or (offset and status in (206, 416)):  # 416: nothing after offset
             return response
@@ -547,13 +679,14 @@ def _request(url, cfg, pin, offset=0):
     raise DownloadError("more than %d redirects" % _REDIRECTS_MAX)
 
 
-def _send_request(stream, host, port, path, cfg, offset):
+def _send_request(stream, host, port, path, headers, offset):
+    _check_headers(headers)  # also checked with uota.cfg: nothing may end a line early
     head = "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nUser-Agent: uota/%s\r\n" % (
         path,
         host if port in (80, 443) else "%s:%d" % (host, port),
         VERSION,
     )
-    for key, value in cfg.get("headers", {}).items():
+    for key, value in headers.items():
         head += "%s: %s\r\n" % (key, value)
     if offset:
         head += "Range: bytes=%d-\r\n" % offset
@@ -587,10 +720,11 @@ def _read_head(stream, line):
         elif _starts_with(line, n, b"transfer-encoding:"):
             chunked = b"chunked" in bytes(line[18:n]).lower()
         elif _starts_with(line, n, b"location:"):
-            try:
-                location = bytes(line[9:n]).decode().strip()
-            except ValueError:  # UnicodeError: not UTF-8
-                raise DownloadError("redirect to a Location that is not text")
+            location = bytes(line[9:n]).strip()
+            for c in location:  # it goes into the next request line
+                if not 32 < c < 127:
+                    raise DownloadError("redirect to an unsafe Location")
+            location = location.decode()
         elif _starts_with(line, n, b"content-range:"):  # "bytes 100-199/200"
             value = bytes(line[14:n]).strip()
             if value.startswith(b"bytes "):
@@ -614,34 +748,60 @@ def _check_pin(sock, pin):
     raise VerifyError(_PIN_FAILED)
 
 
-def _der(buf, pos):
-    # (tag, start of contents, end) of the DER element at pos
+def _der(buf, pos, end):
+    # (tag, start of contents, end) of the DER element at pos, which must end by `end`.
+    # DER only: a definite length, in long form only from 128 on, in 1 to 4 bytes with no
+    # leading zero. Anything else raises IndexError, as running off the buffer does.
     tag = buf[pos]
     n = buf[pos + 1]
     pos += 2
     if n & 0x80:
         count, n = n & 0x7F, 0
+        if not 0 < count < 5 or not buf[pos]:  # 0x80 is BER's indefinite length
+            raise IndexError
         for _ in range(count):
             n = n << 8 | buf[pos]
             pos += 1
-    return tag, pos, pos + n
+        if n < 0x80:
+            raise IndexError
+    n += pos
+    if n > end:
+        raise IndexError
+    return tag, pos, n
 
 
 def _public_key(cert):
-    """(whole SubjectPublicKeyInfo, subjectPublicKey BIT STRING contents) of a DER certificate."""
+    """(whole SubjectPublicKeyInfo, subjectPublicKey BIT STRING contents) of a DER certificate.
+
+    Strict: every field at its RFC 5280 position, so that nothing else can pass for the key."""
     try:
-        _, pos, _ = _der(cert, 0)  # Certificate
-        _, pos, _ = _der(cert, pos)  # tbsCertificate
-        tag, _, end = _der(cert, pos)
-        skip = 6 if tag == 0xA0 else 5  # [0] version, serial, signature, issuer, validity, subject
-        for _ in range(skip):
-            _, _, pos = _der(cert, pos)
-        _, inner, spki_end = _der(cert, pos)
-        _, _, inner = _der(cert, inner)  # algorithm
-        tag, bits, bits_end = _der(cert, inner)
-        if tag != 0x03:
+        tag, pos, end = _der(cert, 0, len(cert))  # Certificate
+        if tag != 0x30 or end != len(cert):
             raise IndexError
-        return cert[pos:spki_end], cert[bits:bits_end]
+        tag, pos, tbs_end = _der(cert, pos, end)  # tbsCertificate
+        tag2, _, sig = _der(cert, tbs_end, end)  # signatureAlgorithm
+        tag3, _, sig = _der(cert, sig, end)  # signatureValue
+        if tag != 0x30 or tag2 != 0x30 or tag3 != 0x03 or sig != end:
+            raise IndexError
+        if cert[pos] == 0xA0:  # [0] EXPLICIT version
+            _, _, pos = _der(cert, pos, tbs_end)
+        for want in b"\x02\x30\x30\x30\x30\x30":  # serial, signature, issuer, validity, subject, SPKI
+            spki = pos
+            tag, inner, pos = _der(cert, pos, tbs_end)
+            if tag != want:
+                raise IndexError
+        tag, _, inner = _der(cert, inner, pos)  # algorithm
+        tag2, bits, end = _der(cert, inner, pos)  # subjectPublicKey
+        if tag != 0x30 or tag2 != 0x03 or end != pos:
+            raise IndexError
+        key = cert[spki:pos], cert[bits:end]
+        last = 0
+        while pos < tbs_end:  # optional [1] issuerUniqueID, [2] subjectUniqueID, [3] extensions
+            tag, _, pos = _der(cert, pos, tbs_end)
+            if tag not in (0x81, 0xA1, 0x82, 0xA2, 0xA3) or tag & 3 <= last:
+                raise IndexError
+            last = tag & 3
+        return key
     except IndexError:
         raise VerifyError(_PIN_FAILED + " (unreadable certificate)")
 
@@ -671,8 +831,9 @@ def _free_bytes():
     return min(st[0] * st[3], 0x3FFFFFFF)
 
 
-def _copy(src, buf, dest, hasher=None, limit=-1):
-    """Copy src to dest through buf (readinto); return the byte count."""
+def _copy(src, buf, dest, hasher=None, limit=-1, why=""):
+    """Copy src to dest through buf (readinto); return the byte count, at most limit
+    (VerifyError "the archive is larger than <why>" beyond it) when limit >= 0."""
     total = 0
     while True:
         n = src.readinto(buf)
@@ -681,40 +842,48 @@ def _copy(src, buf, dest, hasher=None, limit=-1):
         chunk = buf if n == len(buf) else buf[:n]
         total += n
         if 0 <= limit < total:
-            raise VerifyError("download is larger than the free space")
+            raise VerifyError("the archive is larger than " + why)
         if hasher:
             hasher.update(chunk)
         dest(chunk)
 
 
-def _download(url, path, cfg, pin, sha, offset):
+def _download(url, path, cfg, pin, sha, offset, free_kb=0):
     """Stream url into path from byte `offset` (what an earlier try left), hashing on the fly.
 
-    Returns (size, sha256 hex). A failed download with a known hash is kept to be resumed.
+    The archive is at most latest's free_kB when it gives one (that counts the archive
+    too), else what fits in the free space: a longer one is refused by its Content-Length
+    before anything is written, or as it runs over. Returns (size, sha256 hex). A failed
+    download with a known hash is kept to be resumed, unless it cannot be the archive.
     """
     buf = memoryview(bytearray(_CHUNK))
     hasher = _sha256()
     if offset:
         with open(path, "rb") as f:  # the bytes already there count towards the hash
             _copy(f, buf, hasher.update)
-    free = _free_bytes()
     response = _request(url, cfg, pin, offset)
     try:
         if response.status == 206 and response.range_start != offset:
             response.close()
-            return _download(url, path, cfg, pin, sha, 0)
+            return _download(url, path, cfg, pin, sha, 0, free_kb)
         if response.status == 416:  # the file was whole when a cut lost its "ready" record
-            response.left = 0  # so the hash of what is there decides
+            response.left = response.length = 0  # so the hash of what is there decides
         if response.status == 200 and offset:  # the server ignores Range: start over
             hasher = _sha256()
             offset = 0
-        if response.length is not None and response.length > free:
-            raise VerifyError("archive of %d bytes does not fit in %d free bytes" % (response.length, free))
+        if free_kb:  # the bytes that may still come
+            limit, why = free_kb * 1024 - offset, "the %d kB latest announces" % free_kb
+        else:
+            limit, why = _free_bytes(), "the free space"
+        if limit < 0 or response.length is not None and response.length > limit:
+            raise VerifyError("the archive is larger than " + why)
         with open(path, "ab" if offset else "wb") as f:
-            size = offset + _copy(response, buf, f.write, hasher, free)
-    except BaseException:
-        if not sha:  # without a hash to check a resumed file against, never resume
+            size = offset + _copy(response, buf, f.write, hasher, limit, why)
+    except BaseException as e:
+        # Without a hash to check a resumed file against, never resume; nor what is too long.
+        if not sha or isinstance(e, VerifyError):
             _remove(path)
+            _remove(_STATE)
         raise
     finally:
         response.close()
@@ -940,6 +1109,8 @@ def _pax(data, name, size):
                 name = value.decode()
             elif key == b"size":
                 size = int(value)
+                if size < 0:  # would skew the free-space estimate and the stream position
+                    raise ValueError
             pos = end
     except ValueError:
         raise VerifyError("archive has a corrupt pax header")
@@ -947,21 +1118,55 @@ def _pax(data, name, size):
 
 
 def _safe_path(name):
-    """The member's path relative to the root, or VerifyError if it could escape it."""
-    while name.startswith("./"):
+    """name in the one canonical form of a path, "" for the root; else VerifyError.
+
+    Canonical: printable ASCII components joined by single '/', none empty, '.' or '..',
+    none starting with a space or ending with a dot or a space (FAT drops those), none
+    holding a character FAT refuses or '~' before a digit (a FAT short-name alias), none
+    too long to take the temporary suffix. Tar's leading './' and trailing '/' are
+    dropped. Paths are compared lower-cased: FAT ignores case.
+    """
+    if name.startswith("./"):
         name = name[2:]
-    name = name.rstrip("/")
-    if name.startswith("/") or "\\" in name or len(name) > _NAME_MAX:
-        raise VerifyError("unsafe path in archive: %r" % name)
-    if name == ".." or name.startswith("../") or name.endswith("/..") or "/../" in name:
-        raise VerifyError("unsafe path in archive: %r" % name)
-    return name
+    if name.endswith("/"):
+        name = name[:-1]
+    if name in ("", "."):
+        return ""
+    if len(name) > _NAME_MAX:
+        raise VerifyError("unsafe path %r..." % name[:32])
+    prev = "/"
+    run = 0  # length of the component so far
+    for c in name:
+        if c == "/":
+            if prev in "/. ":
+                break
+            run = 0
+        else:
+            run += 1
+            if c < " " or c > "~" or c in _FAT_REFUSES or run > _COMPONENT_MAX:
+                break
+            if c == " " and prev == "/" or prev == "~" and "0" <= c <= "9":
+                break
+        prev = c
+    else:
+        if prev not in "/. ":
+            return name
+    raise VerifyError("unsafe path %r" % name)
 
 
-def _excluded(path, excluded):
+def _is_link(path):
+    # Only CPython's os has lstat: MicroPython's filesystems have no links.
+    try:
+        return os.lstat(path)[0] & 0xF000 == 0xA000
+    except (AttributeError, OSError):
+        return False
+
+
+def _excluded(key, excluded):
+    """Whether the lower-cased path key is an excluded entry or under one."""
     for i in range(len(excluded)):  # indexing: a list iterator would be allocated per member
         entry = excluded[i]
-        if path.startswith(entry) and (len(path) == len(entry) or path[len(entry)] == "/"):
+        if key.startswith(entry) and (len(key) == len(entry) or key[len(entry)] == "/"):
             return True
     return False
 
@@ -983,15 +1188,13 @@ def _parents(path):
     yield path
 
 
-def _normalise_entries(entries, what):
+def _entries(cfg, key):
+    """cfg[key] as canonical paths, none of them the root."""
     out = []
-    for entry in entries:
-        if not isinstance(entry, str):
-            raise VerifyError("uota.cfg: %s entries must be strings" % what)
-        entry = _safe_path(entry)
-        if entry in ("", "."):
-            raise VerifyError("uota.cfg: %s may not name the root" % what)
-        out.append(entry)
+    for entry in cfg.get(key, ()):
+        if not isinstance(entry, str) or not _safe_path(entry):
+            raise VerifyError("uota.cfg: %s entries must be paths below the root" % key)
+        out.append(_safe_path(entry))
     return out
 
 
@@ -999,19 +1202,22 @@ def _normalise_entries(entries, what):
 
 
 def _validate(state, cfg, buf):
-    """One pass over the archive before anything is written: safety, version, space.
+    """One pass over the archive before anything is written: everything that could make
+    the install fail or reach what it must not (names, kinds, sizes, space, the release's
+    uota.cfg) is checked here.
 
     Returns (new uota.cfg text or None, delete list).
     """
     version, archive, excluded = state[1], state[4], state[5]
-    protected = (archive, _STATE, cfg["tmp_filename"])
+    protected = (archive.lower(), _STATE)  # compared lower-cased, as FAT finds names
     new_cfg = None
     bsize = os.statvfs(".")[0]
     free = _free_bytes()
     growth = peak = 0
     checked = ""
-    # Hashes of the paths the archive makes files and folders: one path may not be both.
-    # (A collision refuses a good archive, which is safe; whole names would cost more RAM.)
+    # Hashes of the lower-cased paths the archive makes files and folders (one path may not
+    # be both), and of the folders already counted. A collision refuses a good archive,
+    # which is safe; whole names would cost more RAM.
     files, folders = set(), set()
     tar = _Tar(archive, buf)
     try:
@@ -1019,40 +1225,38 @@ def _validate(state, cfg, buf):
             path = tar.next()
             if path is None:
                 break
+            if not path:
+                continue  # the root
             is_dir, size = tar.is_dir, tar.left
-            if path in ("", ".") or (is_dir and _excluded(path, excluded)):
-                continue
-            if path in protected or path.endswith(_TMP_SUFFIX):
+            key = path.lower()
+            if key in protected or key.endswith(_TMP_SUFFIX) or key in _OWN_FILES and key != path:
                 raise VerifyError("archive would overwrite %r" % path)
-            parent = _new_parent(path, checked)
-            if parent:
-                for step in _parents(parent):  # each must be a directory, or be made one
-                    st = _stat(step)
-                    if st and not _is_dir(st) or hash(step) in files:
-                        raise VerifyError("archive puts %r under a file" % path)
-                    folders.add(hash(step))
-                checked = parent
-            if hash(path) in (files if is_dir else folders):
-                raise VerifyError("archive has %r as both a file and a folder" % path)
-            (folders if is_dir else files).add(hash(path))
-            if is_dir:
-                st = _stat(path)
-                if st is None:
-                    growth += 2 * bsize
-                elif not _is_dir(st):
-                    raise VerifyError("archive has directory %r where the device has a file" % path)
-                continue
+            if is_dir and size:
+                raise VerifyError("archive has directory %r with data" % path)
             if path == "version":
                 if size > 64 or tar._read_small(size).decode().strip() != version:
                     raise VerifyError("the archive's version file does not say %s" % version)
                 continue
-            if _excluded(path, excluded):
+            if _excluded(key, excluded):
                 continue
+            parent = _new_parent(path, checked)
+            if parent:
+                for step in _parents(parent):  # each must be a directory, or be made one
+                    growth += _new_folder(step, files, folders, bsize)
+                checked = parent
+            if is_dir:
+                growth += _new_folder(path, files, folders, bsize)
+                continue
+            if hash(key) in folders:
+                raise VerifyError("archive has %r as both a file and a folder" % path)
+            files.add(hash(key))
+            if len(files) + len(folders) > _PATHS_MAX:
+                raise VerifyError("archive names more than %d paths" % _PATHS_MAX)
             if path == "uota.cfg":
                 if size > _SMALL_MEMBER_MAX:
                     raise VerifyError("the archive's uota.cfg is too large")
                 new_cfg = tar._read_small(size).decode()
-                parse_cfg(new_cfg)
+                check_cfg(parse_cfg(new_cfg))
             st = _stat(path)
             if _is_dir(st):
                 raise VerifyError("archive has file %r where the device has a directory" % path)
@@ -1064,14 +1268,38 @@ def _validate(state, cfg, buf):
                 raise VerifyError("the release needs %d kB more than the %d kB free" % ((peak - free + 1023) // 1024, free // 1024))
     except ValueError:  # text members that are not UTF-8
         raise VerifyError("the archive's version or uota.cfg is not text")
+    except MemoryError:
+        raise VerifyError("not enough RAM to check the archive")
     finally:
         tar.close()
-    delete = (parse_cfg(new_cfg) if new_cfg else cfg).get("delete", [])
-    delete = _normalise_entries(delete, "delete")
+    delete = check_cfg(parse_cfg(new_cfg))["delete"] if new_cfg else cfg["delete"]
+    kept = protected + _OWN_FILES + tuple(excluded)
     for entry in delete:
-        if entry in protected:
-            raise VerifyError("uota.cfg: delete may not name %r" % entry)
+        key = entry.lower()
+        for name in kept:  # neither the entry, nor a folder holding it, nor one under it
+            if _excluded(key, (name,)) or _excluded(name, (key,)):
+                raise VerifyError("uota.cfg: delete may not name %r" % entry)
+        for step in _parents(entry):
+            if step != entry and _is_link(step):
+                raise VerifyError("uota.cfg: delete may not reach through the link %r" % step)
     return new_cfg, delete
+
+
+def _new_folder(path, files, folders, bsize):
+    """The flash a folder the archive makes or uses costs (none when it exists or was
+    counted already); VerifyError where the device or the archive has a file or a link."""
+    h = hash(path.lower())
+    if h in folders:
+        return 0
+    if h in files:
+        raise VerifyError("archive has %r as both a file and a folder" % path)
+    folders.add(h)
+    st = _stat(path)
+    if st is None:
+        return 2 * bsize
+    if not _is_dir(st) or _is_link(path):
+        raise VerifyError("archive puts %r where the device has a file or a link" % path)
+    return 0
 
 
 def _makedirs(path):
@@ -1082,16 +1310,27 @@ def _makedirs(path):
 
 def _write_member(tar, path, buf):
     tmp = path + _TMP_SUFFIX
-    f = open(tmp, "wb")
     try:
-        _copy(tar, buf, f.write)
-    finally:
-        f.close()
-    os.rename(tmp, path)  # the file is always its old or its new content
+        with open(tmp, "wb") as f:
+            _copy(tar, buf, f.write)
+        os.rename(tmp, path)  # the file is always its old or its new content
+    except Exception:  # not a power cut: leave no temporary file behind
+        try:
+            _finish_rename(path)
+        except OSError:
+            pass
+        _remove(tmp)
+        raise
 
 
 def _install(state, cfg, quiet):
-    """Validate, then apply. A refused archive changes nothing and is deleted."""
+    """Validate, then apply. A refused archive changes nothing and is deleted.
+
+    An install that fails all the same, for any reason but a power cut (which stops the
+    code: recover() finishes that), is tried once more by the next recover(); failing
+    again, it deletes the archive and remembers the release as failed, so that the device
+    stops retrying it and takes the next release.
+    """
     buf = memoryview(bytearray(_CHUNK))
     try:
         plan = _validate(state, cfg, buf)
@@ -1099,7 +1338,15 @@ def _install(state, cfg, quiet):
         _clear_state(state)
         raise
     _collect()  # the first pass's gzip window
-    _apply(state, plan, buf, quiet)
+    try:
+        _apply(state, plan, buf, quiet)
+    except Exception:
+        if state[0] == "retry":
+            _remove(state[4])
+            _write_state("failed", *state[1:])
+        else:
+            _write_state("retry", *state[1:])
+        raise
 
 
 def _apply(state, plan, buf, quiet):
@@ -1109,11 +1356,11 @@ def _apply(state, plan, buf, quiet):
     tar = _Tar(state[4], buf)
     try:
         path = tar.next()  # the window is allocated now, while nothing has changed yet
-        _write_state("installing", *state[1:])
+        _write_state("retry" if state[0] == "retry" else "installing", *state[1:])
         if _read_version() == version:
             _remove("version")  # a reinstall: only the new version file may commit it
         while path is not None:
-            if not (path in ("", ".", "version", "uota.cfg") or _excluded(path, excluded)):
+            if not (path in ("", "version", "uota.cfg") or _excluded(path.lower(), excluded)):
                 folder = path if tar.is_dir else _new_parent(path, made)
                 if folder:
                     _makedirs(folder)  # also when the archive has no directory entries
@@ -1135,18 +1382,19 @@ def _apply(state, plan, buf, quiet):
 
 
 def _remove_tree(path):
-    if _is_dir(_stat(path)):
-        for entry in os.listdir(path):
-            _remove_tree(path + "/" + entry)
-        os.rmdir(path)
-    else:
+    # a link is removed, never followed
+    if _is_link(path) or not _is_dir(_stat(path)):
         _remove(path)
+        return
+    for entry in os.listdir(path):
+        _remove_tree(path + "/" + entry)
+    os.rmdir(path)
 
 
 def _recover(cfg, quiet):
     """Finish an interrupted install; True when one was completed."""
     state = _read_state()
-    if not state or state[0] != "installing":
+    if not state or state[0] not in ("installing", "retry"):
         return False
     if _read_version() == state[1]:  # committed: only the clean-up was cut short
         _clear_state(state)
@@ -1155,7 +1403,7 @@ def _recover(cfg, quiet):
         _remove(_STATE)
         raise VerifyError("an install of %s was interrupted and its archive is gone" % state[1])
     if not quiet:
-        _log("info", "finishing the interrupted install of %s" % state[1])
+        _log("info", "finishing the install of %s" % state[1])
     _install(state, cfg, quiet)
     return True
 
@@ -1163,11 +1411,20 @@ def _recover(cfg, quiet):
 # ---------------------------------------------------------------- public API
 
 
-def _public(action, quiet):
+_FAILURES = (UotaError, OSError, ValueError, MemoryError)  # built once: a full heap may raise here
+
+
+def _public(action, quiet, a=None, b=None):
+    # Closures and argument tuples would be allocated before the try: a nearly full heap
+    # must still end in False, not in a MemoryError.
     try:
-        return action()
-    except (UotaError, OSError, ValueError) as e:
-        _log("error", "uota: %s" % (e,))
+        return action(quiet, a, b)
+    except _FAILURES as e:
+        gc.collect()
+        try:
+            _log("error", "uota: %s" % (e,))
+        except MemoryError:
+            pass
         return False
     finally:
         gc.collect()
@@ -1175,69 +1432,75 @@ def _public(action, quiet):
 
 def check_for_updates(version_check=True, quiet=False, pubkey_hash=b""):
     """Download and verify a newer release; True when it is ready to install."""
+    return _public(_check, quiet, version_check, pubkey_hash)
 
-    def check():
-        cfg = _read_cfg()
-        _recover(cfg, quiet)
-        text = _fetch_small(cfg["url"] + "latest", cfg, pubkey_hash, _LATEST_MAX)
-        try:
-            text = text.decode()
-        except ValueError:
-            raise VerifyError("latest is not text")
-        version, filename, free_kb, sha = parse_latest(text)
-        if version_check:
-            current = _read_version()
-            if current is None:
-                raise VerifyError("no version file on the device")
-            if compare_versions(version, current) <= 0:
-                if not quiet:
-                    _log("info", "version %s is the newest" % current)
-                return False
-        archive, excluded = cfg["tmp_filename"], cfg["excluded_files"]
-        state = _read_state()
-        st = _stat(archive)
-        offset = 0
-        if state and state[1] == version and st and (state[3] == sha or not sha and state[0] == "ready"):
-            if state[0] == "ready" and st[6] == state[2]:
-                return True  # downloaded and verified in an earlier boot
-            if state[0] == "partial":
-                offset = st[6]
-        if not offset:
-            _remove(_STATE)
-        if free_kb * 1024 > _free_bytes() + offset:
-            raise VerifyError("not enough free space: the release needs %d kB, %d kB free" % (free_kb, _free_bytes() // 1024))
-        if not quiet:
-            _log("info", "new version %s is available%s" % (version, " (resuming at byte %d)" % offset if offset else ""))
-        if sha:  # a download cut short can be resumed, and checked against the hash
-            _write_state("partial", version, 0, sha, archive, excluded)
-        size, digest = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha, offset)
-        _write_state("ready", version, size, digest, archive, excluded)
-        return True
 
-    return _public(check, quiet)
+def _check(quiet, version_check, pubkey_hash):
+    cfg = _read_cfg()
+    _recover(cfg, quiet)
+    text = _fetch_small(cfg["url"] + "latest", cfg, pubkey_hash, _LATEST_MAX)
+    try:
+        text = text.decode()
+    except ValueError:
+        raise VerifyError("latest is not text")
+    version, filename, free_kb, sha = parse_latest(text)
+    if version_check:
+        current = _read_version()
+        if current is None:
+            raise VerifyError("no version file on the device")
+        if compare_versions(version, current) <= 0:
+            if not quiet:
+                _log("info", "version %s is the newest" % current)
+            return False
+    archive, excluded = cfg["tmp_filename"], cfg["excluded_files"]
+    state = _read_state()
+    if state and state[0] == "failed" and state[1] == version and (not sha or state[3] == sha):
+        raise VerifyError("release %s failed to install: waiting for another" % version)
+    st = _stat(archive)
+    offset = 0
+    if state and state[1] == version and st and (state[3] == sha or not sha and state[0] == "ready"):
+        if state[0] == "ready" and st[6] == state[2]:
+            return True  # downloaded and verified in an earlier boot
+        if state[0] == "partial":
+            offset = st[6]
+    if not offset:
+        _remove(_STATE)
+    if free_kb * 1024 > _free_bytes() + offset:
+        raise VerifyError("not enough free space: the release needs %d kB, %d kB free" % (free_kb, _free_bytes() // 1024))
+    if not quiet:
+        _log("info", "new version %s is available%s" % (version, " (resuming at byte %d)" % offset if offset else ""))
+    if sha:  # a download cut short can be resumed, and checked against the hash
+        _write_state("partial", version, 0, sha, archive, excluded)
+    size, digest = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha, offset, free_kb)
+    _write_state("ready", version, size, digest, archive, excluded)
+    return True
 
 
 def install_new_firmware(quiet=False):
     """Install the release that check_for_updates() downloaded; True when done."""
+    return _public(_install_downloaded, quiet)
 
-    def install():
-        cfg = _read_cfg()
-        if _recover(cfg, quiet):
-            return True
-        state = _read_state()
-        if not state or state[0] != "ready":
-            raise VerifyError("no verified download to install")
-        if not _exists(state[4]) or os.stat(state[4])[6] != state[2]:
-            _clear_state(state)
-            raise VerifyError("the downloaded archive is missing or incomplete")
-        _install(state, cfg, quiet)
+
+def _install_downloaded(quiet, _a, _b):
+    cfg = _read_cfg()
+    if _recover(cfg, quiet):
         return True
-
-    return _public(install, quiet)
+    state = _read_state()
+    if not state or state[0] != "ready":
+        raise VerifyError("no verified download to install")
+    if not _exists(state[4]) or os.stat(state[4])[6] != state[2]:
+        _clear_state(state)
+        raise VerifyError("the downloaded archive is missing or incomplete")
+    _install(state, cfg, quiet)
+    return True
 
 
 def recover(quiet=False):
     """Call first in boot.py: finishes an install a reset interrupted. Cheap otherwise."""
     if not _exists(_STATE) and not _exists(_STATE + _TMP_SUFFIX):
         return False
-    return _public(lambda: _recover(_read_cfg(), quiet), quiet)
+    return _public(_recover_now, quiet)
+
+
+def _recover_now(quiet, _a, _b):
+    return _recover(_read_cfg(), quiet)
