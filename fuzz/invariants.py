@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from uota.device import uota  # noqa: E402
 
 VERSION = "1.1.0"  # what the archives' version member says
+FILENAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+~")
 DEVICE_CFG = "{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'fw.tmp', 'excluded_files': ['wifi.json']}"
 DEVICE_FILES = {"main.py": b"old\n", "wifi.json": b"{}\n", "version": b"1.0.0\n", "uota.cfg": DEVICE_CFG.encode()}
 
@@ -49,6 +50,8 @@ def read_response(stream):
     """(status, body) of the HTTP response in stream, read as the device reads one."""
     line = bytearray(uota._LINE_MAX)
     head = uota._read_head(stream, line)
+    location = head[3]
+    assert location is None or all("!" <= c <= "~" for c in location), "a Location that could change a request"
     response = uota._Response(stream, stream, head, line)
     body = bytearray()
     buf = memoryview(bytearray(uota._CHUNK))
@@ -72,10 +75,45 @@ def check_latest(text):
     except uota.UotaError:
         return None
     uota.parse_version(version)
-    assert filename and "/" not in filename and "\\" not in filename and filename not in (".", "..")
+    assert filename and filename not in (".", "..")
+    assert set(filename) <= FILENAME_CHARS, "a file name that could change the request line"
     assert isinstance(free_kb, int) and free_kb >= 0
     assert sha is None or (len(sha) == 64 and set(sha) <= set("0123456789abcdef"))
     return version, filename, free_kb, sha
+
+
+class RequestSink:
+    """A socket that keeps what the device writes."""
+
+    def __init__(self):
+        self.data = b""
+
+    def write(self, data):
+        self.data += data
+        return len(data)
+
+
+def check_request(url, headers, offset=0):
+    """The request head the device sends for GET url with headers, or None when it refuses
+    them (UotaError) before writing. Accepted, it is exactly the lines it means: the request
+    line with a target of printable ASCII, Host, the fixed ones, one per header, no more."""
+    sink = RequestSink()
+    try:
+        scheme, host, port, path = uota._split_url(url)
+        uota._send_request(sink, host, port, path, headers, offset)
+    except uota.UotaError:
+        assert sink.data == b"", "wrote part of a request it refused"
+        return None
+    assert scheme in ("http", "https") and host and 0 <= port <= 65535
+    assert sink.data.endswith(b"\r\n\r\n")
+    lines = sink.data[:-4].split(b"\r\n")
+    assert all(b < 128 and (b >= 32 or b == 9) and b != 127 for line in lines for b in line), "a control byte"
+    method, target, version = lines[0].split(b" ")  # exactly two spaces
+    assert method == b"GET" and version == b"HTTP/1.1" and target.startswith(b"/")
+    assert all(33 <= b <= 126 for b in target)
+    assert len(lines) == 4 + len(headers) + bool(offset), "a line more or less than meant"
+    assert [line.split(b":")[0].decode() for line in lines[4 : 4 + len(headers)]] == list(headers)
+    return sink.data
 
 
 def check_cfg(text):
@@ -135,12 +173,16 @@ def install_archive(archive):
     """Install the bytes of a .tar.gz on a fresh device root as install_new_firmware() does.
 
     Returns the root's files after a complete install, or None when the archive was refused;
-    a refused archive leaves the root as it was, less the archive.
+    a refused archive leaves the root as it was, less the archive. Whatever the archive,
+    the excluded file keeps its bytes, every path written is in the canonical form, nothing
+    fails after validation (all is checked before the first write), and the device
+    converges: recover() afterwards has nothing to finish.
     """
     with _device_folder() as (base, root):
         before = tree(root)
         (root / "fw.tmp").write_bytes(archive)
-        uota._write_state("ready", VERSION, len(archive), hashlib.sha256(archive).hexdigest(), "fw.tmp", [])
+        excluded = uota._read_cfg()["excluded_files"]
+        uota._write_state("ready", VERSION, len(archive), hashlib.sha256(archive).hexdigest(), "fw.tmp", excluded)
         try:
             uota._install(uota._read_state(), uota._read_cfg(), True)
             installed = True
@@ -148,8 +190,12 @@ def install_archive(archive):
             installed = False
         finally:
             assert [p.name for p in base.iterdir()] == ["root"], "written outside the device root"
+        assert uota._read_state() is None, "the install left a journal: it failed after validation"
+        assert uota.recover(quiet=True) is False, "recover() found an install to finish"
         after = tree(root)
     assert all(not name.endswith(".uota-new") for name in after), "a half-written file is left"
+    assert all(uota._safe_path(name) == name for name in after), "a path not in canonical form"
+    assert after["wifi.json"] == DEVICE_FILES["wifi.json"], "an excluded file was changed"
     if not installed:
         assert after == before, "a refused archive changed the device"
         return None
@@ -172,6 +218,7 @@ def walk_archive(archive):
                 path = tar.next()
                 if path is None:
                     return paths
+                assert uota._safe_path(path) == path, "the reader returned a path not in canonical form"
                 paths.append(path)
         except uota.UotaError:
             return None

@@ -5,9 +5,11 @@ changes how one path is answered through `server.quirks[path] = (kind, arg)`:
   ("redirect", (status, location))  answer with a redirect
   ("chunked", None)                 send the file with Transfer-Encoding: chunked
   ("truncate", n)                   announce the full length, send n bytes, close
+  ("no-length", None)               send the file without Content-Length: closing ends it
   ("status", code)                  answer with that status and a short body
 Requests with `Range: bytes=N-` get a 206 from byte N unless `server.honour_range` is False;
-`server.ranges` lists the Range headers received.
+`server.ranges` lists the Range headers received, `server.heads` (path, headers) of
+every request.
 `silent_server()` accepts connections and never answers.
 """
 
@@ -31,6 +33,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self):
         self.server.requests.append(self.path)
+        self.server.heads.append((self.path, self.headers))
         quirk = self.server.quirks.get(self.path.split("?")[0])
         wanted = self.headers.get("Range")
         if wanted:
@@ -56,6 +59,11 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
                     part = data[i : i + 700]
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
                 self.wfile.write(b"0\r\n\r\n")
+            elif kind == "no-length":
+                self.send_response(200)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(data)
             elif kind == "truncate":
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
@@ -89,6 +97,7 @@ class ReleaseServer(http.server.ThreadingHTTPServer):
             self.socket = tls_context.wrap_socket(self.socket, server_side=True)
         self.quirks = {}
         self.requests = []
+        self.heads = []
         self.ranges = []
         self.honour_range = True
         scheme = "https" if tls_context else "http"

@@ -75,15 +75,15 @@ class Releases:
         self.new_cfg = device_cfg(url, delete=DELETED)
         source = write_tree(Path(dist) / "src", dict(NEW, **{"uota.cfg": self.new_cfg}))
         build_release(source, NEW_VERSION, dist)
-        self.old_tree = _tree_of(dict(OLD, **{"uota.cfg": self.old_cfg}))
+        self.old_tree = tree_of(dict(OLD, **{"uota.cfg": self.old_cfg}))
         new = dict(OLD)
         new.update((name, data) for name, data in NEW.items() if name != "wifi.json")
         for name in DELETED:
             del new[name]
-        self.new_tree = _tree_of(dict(new, **{"uota.cfg": self.new_cfg, "version": NEW_VERSION}))
+        self.new_tree = tree_of(dict(new, **{"uota.cfg": self.new_cfg, "version": NEW_VERSION}))
 
 
-def _tree_of(files):
+def tree_of(files):
     """{path: bytes} plus each directory as {path + '/': None}: the shape every walk returns."""
     tree = {}
     for name, data in files.items():
@@ -186,23 +186,31 @@ def load_device_module():
     return module
 
 
-class FlashDevice:
-    """The device module on CPython over a filesystem class (flash.LittleFs or flash.Fat)."""
+def format_flash(filesystem, tree):
+    """A new chip formatted with filesystem (flash.LittleFs or flash.Fat) holding tree, a
+    `tree_of` shape: (the chip, the mounted filesystem)."""
+    chip = flash.Flash()
+    fs = filesystem.format(chip)
+    for path, data in sorted(tree.items()):  # a folder before its files
+        if data is None:
+            fs.mkdir(path[:-1])
+        else:
+            with fs.open(path, "wb") as f:
+                f.write(data)
+    return chip, fs
 
-    def __init__(self, filesystem, releases):
+
+class FlashDevice:
+    """The device module on CPython over a filesystem class (flash.LittleFs or flash.Fat),
+    starting from tree (a `tree_of` shape; releases.old_tree when not given)."""
+
+    def __init__(self, filesystem, releases, tree=None):
         self.filesystem = filesystem
         self.releases = releases
         self.module = load_device_module()
         self.module._log = self._log  # keeps what it reports, prints nothing
         self.errors = []
-        chip = flash.Flash()
-        self.fs = filesystem.format(chip)
-        for path, data in sorted(releases.old_tree.items()):  # a folder before its files
-            if data is None:
-                self.fs.mkdir(path[:-1])
-            else:
-                with self.fs.open(path, "wb") as f:
-                    f.write(data)
+        chip, self.fs = format_flash(filesystem, releases.old_tree if tree is None else tree)
         self.image_of_old = bytes(chip.image)
 
     def _log(self, level, message):
@@ -309,7 +317,7 @@ _MP_UPDATE = "uota.check_for_updates(quiet=True) and uota.install_new_firmware(q
 _MP_RECOVER = "uota.recover(quiet=True)"
 _MP_BOOT = """
 import cutfs
-fs = cutfs.boot(%r, %r, %r)
+fs = cutfs.boot(%r, %r, %r, %r)
 try:
     %s
 except Exception as e:  # during an update: the board is off; during recover(): a failure
@@ -327,6 +335,14 @@ def _image_tree(text):
     return {p: None if d is None else bytes(d) for p, d in json.loads(text).items()}
 
 
+class Boot:
+    """What one boot of MicroPython over cutfs did: its writes, its error lines, the tree
+    it left, and all it printed."""
+
+    def __init__(self, writes, errors, tree, output):
+        self.writes, self.errors, self.tree, self.output = writes, errors, tree, output
+
+
 class MicroPythonDevice:
     """The device module on real MicroPython over cutfs, a VFS that cuts after N write calls.
 
@@ -339,31 +355,36 @@ class MicroPythonDevice:
         self.device = Device(runtime, folder, module_dirs=(DEVICE_MODULE_DIR, CUTFS_DIR))
         self.image = self.device.root / _MP_IMAGE
 
-    def _boot(self, action, cut=None):
-        """Run action in one boot; (its writes, its error lines, the tree it left)."""
-        result = self.device.run(_MP_BOOT % (_MP_IMAGE, self.fat_rename, cut, action, _MP_IMAGE))
+    def boot(self, action, cut=None, fail_at=None):
+        """Run action (one line; `fs` is the cutfs) in one boot, the power cut after write
+        `cut`, write `fail_at` raising OSError(EIO) (cutfs.boot); its Boot."""
+        result = self.device.run(_MP_BOOT % (_MP_IMAGE, self.fat_rename, cut, fail_at, action, _MP_IMAGE))
         output = result.stdout + result.stderr
         errors = [line for line in output.splitlines() if line.startswith("ERROR")]
         writes = int(result.stdout.split("WRITES")[-1])
-        return writes, errors, _image_tree(self.image.read_text())
+        return Boot(writes, errors, _image_tree(self.image.read_text()), output)
+
+    def start_with(self, tree):
+        """Power on next with tree (a `tree_of` shape) in the flash."""
+        self.image.write_text(_image_text(tree))
 
     def _start_with_old(self):
-        self.image.write_text(_image_text(self.releases.old_tree))
+        self.start_with(self.releases.old_tree)
 
     def writes_of_update(self):
         self._start_with_old()
-        writes, _, tree = self._boot(_MP_UPDATE)
-        assert tree == self.releases.new_tree
-        return writes
+        boot = self.boot(_MP_UPDATE)
+        assert boot.tree == self.releases.new_tree
+        return boot.writes
 
     def case(self, update_cut):
         """One power cut on real MicroPython: ('old' | 'new' | 'bricked', why)."""
         self._start_with_old()
-        self._boot(_MP_UPDATE, update_cut)
-        _, errors, tree = self._boot(_MP_RECOVER)
-        outcome, why = judge(tree, self.releases, errors)
+        self.boot(_MP_UPDATE, update_cut)
+        recovered = self.boot(_MP_RECOVER)
+        outcome, why = judge(recovered.tree, self.releases, recovered.errors)
         if outcome != "bricked":
-            problem = _difference(self._boot(_MP_UPDATE)[2], self.releases.new_tree)
+            problem = _difference(self.boot(_MP_UPDATE).tree, self.releases.new_tree)
             if problem:
                 outcome, why = "bricked", "the next update did not finish the job: " + problem
         return outcome, why

@@ -170,12 +170,30 @@ def make_fifo(source):
     os.mkfifo(source / "lib/pipe")
 
 
+def make_file(name):
+    return lambda source: (source / name).write_bytes(b"x")
+
+
+@pytest.mark.parametrize("version", ["1.2.0", "1.2.0-rc1", "1.2.0_beta.2", "1.0+build.5", "20261129"])
+def test_plain_versions_build(source, tmp_path, version):
+    result = run_uota("build", source, "--out", tmp_path / "dist", "--version", version)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "dist" / "latest").read_text().startswith(version + ";")
+
+
 @pytest.mark.parametrize(
     "spoil, args, message",
     [
         pytest.param(make_symlink, ("--version", "1.0"), "symbolic links are not allowed", id="symlink"),
         pytest.param(make_fifo, ("--version", "1.0"), "not a regular file or folder", id="fifo"),
         pytest.param(None, ("--version", "1.0;evil"), "invalid version", id="bad-version"),
+        pytest.param(None, ("--version", "v1"), "would sort surprisingly", id="version-letter-first"),
+        pytest.param(None, ("--version", "1.0a"), "would sort surprisingly", id="version-letter-in-numbers"),
+        pytest.param(None, ("--version", "1.x.2"), "would sort surprisingly", id="version-letter-part"),
+        pytest.param(make_file("lib/a:b.py"), ("--version", "1.0"), "a device would refuse it", id="fat-forbidden-name"),
+        pytest.param(make_file("lib/WIFI~1.PY"), ("--version", "1.0"), "a device would refuse it", id="fat-short-name"),
+        pytest.param(make_file("lib/caf\u00e9.py"), ("--version", "1.0"), "a device would refuse it", id="non-ascii-name"),
+        pytest.param(make_file("lib/trailing."), ("--version", "1.0"), "a device would refuse it", id="trailing-dot"),
         pytest.param(None, ("--version", "1.0", "--name", "../up.tar.gz"), "invalid archive name", id="bad-name"),
         pytest.param(None, ("--version", "1.0", "--name", "latest"), "invalid archive name", id="name-latest"),
     ],

@@ -12,7 +12,7 @@ MODULE = DEVICE_MODULE_DIR / "uota.py"
 # Built into MicroPython firmware (old `u` names included); logging is used when present.
 ALLOWED_IMPORTS = {
     "os", "gc", "socket", "ssl", "hashlib", "uhashlib", "binascii",
-    "deflate", "zlib", "uzlib", "micropython", "logging", "sys",
+    "deflate", "zlib", "uzlib", "micropython", "logging", "sys", "time",
 }
 
 

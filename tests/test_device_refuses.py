@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from releases import assert_update_changes_nothing, Device, file_member, publish, tar_members, write_tree
+from releases import assert_update_changes_nothing, Device, device_cfg, file_member, publish, tar_members, write_tree
 from test_device_update import OLD, make_device, release
 
 BAD_LATEST = [
@@ -77,13 +77,93 @@ HOSTILE_MEMBERS = [
 ]
 
 
-@pytest.mark.parametrize("members", HOSTILE_MEMBERS)
+def _cfg_member(**cfg):
+    return file_member("uota.cfg", repr(dict({"url": "http://x/", "tmp_filename": "fw.tmp"}, **cfg)).encode())
+
+
+def _dir(name, size=0):
+    info, _ = _info(name, tarfile.DIRTYPE, size=size)
+    return info, bytes(size)
+
+
+def _pax_member(name, data, **records):
+    info, data = file_member(name, data)
+    info.pax_headers = records
+    return info, data
+
+
+# Paths that are not in the one canonical form: other spellings of a path, names FAT
+# reads as another name, names that cannot be written. Each refuses the whole archive.
+NON_CANONICAL_MEMBERS = [
+    pytest.param([file_member("lib//util.py", b"x")], id="double-slash"),
+    pytest.param([file_member("lib/./util.py", b"x")], id="dot-component"),
+    pytest.param([file_member("./lib/../wifi.json", b"x")], id="dotdot-back-in"),
+    pytest.param([_dir("lib/.")], id="dir-dot"),
+    pytest.param([file_member("main.py.", b"x")], id="trailing-dot"),
+    pytest.param([file_member("main.py ", b"x")], id="trailing-space"),
+    pytest.param([file_member("lib /util.py", b"x")], id="folder-trailing-space"),
+    pytest.param([file_member(" main.py", b"x")], id="leading-space"),
+    pytest.param([file_member("WIFI~1.JSO", b"x")], id="fat-short-name"),
+    pytest.param([file_member("lib/a:b.py", b"x")], id="fat-forbidden-character"),
+    pytest.param([file_member("lib/\x01.py", b"x")], id="control-character"),
+    pytest.param([_pax_member("x.py", b"x", path="caf\u00e9.py")], id="non-ascii"),
+    pytest.param([file_member("lib/" + "m" * 247 + ".py", b"x")], id="name-too-long-for-its-temporary-name"),
+]
+
+# Other spellings of the device's own files: FAT opens the same file for each.
+OWN_FILE_ALIASES = [
+    pytest.param([file_member("UOTA.CFG", b"{}")], id="cfg-upper"),
+    pytest.param([file_member("Uota.Cfg", b"{}")], id="cfg-mixed"),
+    pytest.param([file_member("VERSION", b"6.6.6\n")], id="version-upper"),
+    pytest.param([file_member("UOTA.STATE", b"installing;1.1.0;0;x;../x\nend\n")], id="state-upper"),
+    pytest.param([file_member("FW.TMP", b"x")], id="archive-upper"),
+    pytest.param([file_member("main.py.UOTA-NEW", b"x")], id="temporary-upper"),
+]
+
+# A release uota.cfg passes the checks of the device's own: it could not stop updates.
+BAD_RELEASE_CFGS = [
+    pytest.param([_cfg_member(excluded_files=["../x"])], id="excluded-outside"),
+    pytest.param([_cfg_member(excluded_files=["a//b"])], id="excluded-not-canonical"),
+    pytest.param([_cfg_member(tmp_filename="version")], id="tmp-is-version"),
+    pytest.param([_cfg_member(tmp_filename="UOTA.CFG")], id="tmp-is-cfg"),
+    pytest.param([_cfg_member(tmp_filename="../fw.tmp")], id="tmp-outside"),
+    pytest.param([_cfg_member(tmp_filename="main.py.uota-new")], id="tmp-temporary"),
+    pytest.param([_cfg_member(delete=["lib/."])], id="delete-dot"),
+    pytest.param([_cfg_member(delete=["lib//util.py"])], id="delete-not-canonical"),
+    pytest.param([_cfg_member(timeout=0)], id="timeout-zero"),
+    pytest.param([_cfg_member(timeout=-5)], id="timeout-negative"),
+    pytest.param([_cfg_member(timeout=10**9)], id="timeout-huge"),
+    pytest.param([_cfg_member(timeout="10")], id="timeout-text"),
+    pytest.param([_cfg_member(url="ftp://x/")], id="url-not-http"),
+    pytest.param([_cfg_member(url="http:///")], id="url-no-host"),
+    pytest.param([_cfg_member(headers={"X-Token": "a\r\nX-Evil: 1"})], id="header-crlf"),
+    pytest.param([_cfg_member(headers={"Bad Name": "v"})], id="header-name"),
+]
+
+# The delete list never reaches the device's configuration, its own files or excluded ones.
+BAD_DELETES = [
+    pytest.param([_cfg_member(delete=["wifi.json"])], id="delete-excluded"),
+    pytest.param([_cfg_member(delete=["WIFI.JSON"])], id="delete-excluded-alias"),
+    pytest.param([_cfg_member(delete=["uota.cfg"])], id="delete-cfg"),
+    pytest.param([_cfg_member(delete=["version"])], id="delete-version"),
+    pytest.param([_cfg_member(delete=["fw.tmp"])], id="delete-archive"),
+    pytest.param([_cfg_member(delete=["uota.state"])], id="delete-state"),
+]
+
+MALFORMED_MEMBERS = [
+    pytest.param([_pax_member("main.py", b"abc", size="-512")], id="negative-pax-size"),
+    pytest.param([_dir("lib", 600)], id="folder-with-data"),
+]
+
+
+@pytest.mark.parametrize("members", HOSTILE_MEMBERS + NON_CANONICAL_MEMBERS + OWN_FILE_ALIASES + BAD_RELEASE_CFGS + BAD_DELETES + MALFORMED_MEMBERS)
 def test_hostile_archive_changes_nothing_and_is_deleted(runtime, tmp_path, release_server, members):
     dist = tmp_path / "dist"
     dist.mkdir()
     # The hostile member comes last, after files that would otherwise have been written.
     good = [file_member("main.py", b"print('new')\n"), file_member("version", b"1.1.0\n")]
-    archive = tar_members(dist / "evil.tar.gz", good + members)
+    pax = any(info.pax_headers for info, _ in members)
+    archive = tar_members(dist / "evil.tar.gz", good + members, tarfile.PAX_FORMAT if pax else tarfile.GNU_FORMAT)
     publish(dist, "1.1.0", archive)
     server = release_server(dist)
     device = make_device(runtime, tmp_path, server.url)
@@ -192,3 +272,71 @@ def test_version_member_that_is_not_text_is_refused(runtime, tmp_path, release_s
 
     log = assert_update_changes_nothing(device, "True False")
     assert "not text" in log
+
+
+# Boards have no symbolic links, but a device folder on CPython may: the update never
+# writes or deletes through one.
+@pytest.fixture
+def linked_device(tmp_path, release_server):
+    """A CPython device whose `shared` is a link to a folder outside its root."""
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    outside = write_tree(tmp_path / "outside", {"secret.txt": "keep\n"})
+    url = release_server(dist).url
+    device = make_device("cpython", tmp_path, url)
+    (device.root / "shared").symlink_to(outside, target_is_directory=True)
+    device.url = url
+    return device, dist, outside
+
+
+def test_member_under_a_link_on_the_device_is_refused(linked_device):
+    device, dist, outside = linked_device
+    good = [file_member("main.py", b"print('new')\n"), file_member("version", b"1.1.0\n")]
+    publish(dist, "1.1.0", tar_members(dist / "fw.tar.gz", good + [file_member("shared/secret.txt", b"stolen")]))
+
+    log = assert_update_changes_nothing(device, "True False")
+    assert "link" in log
+    assert (outside / "secret.txt").read_text() == "keep\n"
+
+
+def test_delete_through_a_link_on_the_device_is_refused(linked_device):
+    device, dist, outside = linked_device
+    members = [file_member("version", b"1.1.0\n"), _cfg_member(delete=["shared/secret.txt"])]
+    publish(dist, "1.1.0", tar_members(dist / "fw.tar.gz", members))
+
+    log = assert_update_changes_nothing(device, "True False")
+    assert "link" in log
+    assert (outside / "secret.txt").read_text() == "keep\n"
+
+
+def test_deleting_a_link_removes_the_link_not_what_it_points_to(linked_device):
+    device, dist, outside = linked_device
+    cfg = device_cfg(device.url, delete=["shared"])
+    members = [file_member("version", b"1.1.0\n"), file_member("uota.cfg", cfg.encode())]
+    publish(dist, "1.1.0", tar_members(dist / "fw.tar.gz", members))
+
+    result, log = device.update()
+
+    assert result == "True True", log
+    assert not (device.root / "shared").is_symlink()
+    assert (outside / "secret.txt").read_text() == "keep\n"
+
+
+def test_running_out_of_ram_while_checking_the_archive_ends_cleanly(runtime, tmp_path, release_server):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    release(dist, tmp_path)
+    device = make_device(runtime, tmp_path, release_server(dist).url)
+    before = device.files()
+
+    result, log = device.call(
+        "def no_ram(*args):\n"
+        "    raise MemoryError\n"
+        "uota._new_folder = no_ram  # the archive's first folder fills the heap\n"
+        "found = uota.check_for_updates()\n"
+        "print(found, found and uota.install_new_firmware(), uota.recover())\n"
+    )
+
+    assert result == "True False False", log
+    assert "not enough RAM" in log
+    assert device.files() == before

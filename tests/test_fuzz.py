@@ -30,6 +30,7 @@ from invariants import (  # noqa: E402
     check_cfg,
     check_http,
     check_latest,
+    check_request,
     check_version,
     fix_tar_checksums,
     install_archive,
@@ -95,7 +96,7 @@ def test_any_text_is_a_version_or_a_uota_error(text):
 
 # ---------------------------------------------------------------- latest
 
-filenames = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,40}", fullmatch=True).filter(lambda f: f not in (".", ".."))
+filenames = st.from_regex(r"[A-Za-z0-9_+~-][A-Za-z0-9_.+~-]{0,40}", fullmatch=True).filter(lambda f: f not in (".", ".."))
 hashes = st.binary(min_size=32, max_size=32).map(bytes.hex)
 
 
@@ -234,8 +235,42 @@ def test_mutated_response_is_read_or_a_uota_error(body, framing, positions, cut)
 @given(st.binary(min_size=1, max_size=40).filter(lambda b: b"\n" not in b))
 @FAST
 @example(b"\xff\xfe")
+@example(b"/a b")
+@example(b"/a\rX-Injected: 1")
 def test_location_that_is_not_text_is_a_uota_error(value):
     check_http(b"HTTP/1.1 302 Found\r\nLocation: " + value + b"\r\nContent-Length: 0\r\n\r\n")
+
+
+# ---------------------------------------------------------------- HTTP requests
+
+url_pieces = st.sampled_from(
+    ["http://", "https://", "127.0.0.1", "Example.COM", ":", "8080", "99999", "/", "@", "user", "?", "#",
+     "%0d%0a", " ", "\t", "\r\n", "\x00", "\x7f", "\u00e9", "[::1]", "a", "-", "."]
+)
+urls = st.one_of(st.lists(url_pieces, max_size=8).map("".join), st.text(max_size=40))
+header_text = st.one_of(st.sampled_from(["Authorization", "X-A", "Bearer x", "a\tb", "", " ", ":", "\r\n", "\u212a"]), st.text(max_size=12))
+
+
+@given(urls, st.dictionaries(header_text, header_text, max_size=3), st.integers(0, 10**6))
+@FAST
+@example("http://h/a", {"X-A": "v\r\nX-Injected: 1"}, 0)
+@example("http://h/a b", {}, 0)
+@example("http://user@h/", {}, 0)
+@example("http://h/", {"\u212a": "1"}, 0)
+def test_any_url_and_headers_make_exactly_the_request_meant_or_a_uota_error(url, headers, offset):
+    check_request(url, headers, offset)
+
+
+@given(st.text(max_size=60))
+@FAST
+def test_any_url_is_split_into_safe_parts_or_a_uota_error(url):
+    try:
+        scheme, host, port, path = uota._split_url(url)
+    except uota.UotaError:
+        return
+    assert url.startswith(scheme + "://") and host and host == host.lower()
+    assert all(c.isascii() and (c.isalnum() or c in ".-[]:") for c in host)
+    assert all("!" <= c <= "~" for c in path) and path.startswith("/")
 
 
 # ---------------------------------------------------------------- archives
@@ -372,6 +407,22 @@ def test_archive_using_one_path_as_file_and_folder_changes_nothing(order):
     assert refused
 
 
+# Names spelled from pieces of other names: separators, dots, spaces, case, FAT's
+# short-name tilde; the invariants check each installed path is canonical and that the
+# excluded wifi.json keeps its bytes.
+alias_names = st.lists(
+    st.sampled_from(["wifi.json", "WIFI.JSON", "Wifi.json", "/", "//", ".", "..", " ", "~1", "lib", "uota.cfg", "UOTA.CFG", "version", ":"]),
+    min_size=1, max_size=5).map("".join)
+
+
+@given(st.lists(alias_names, min_size=1, max_size=4), tar_formats)
+@FAST
+def test_member_names_install_in_canonical_form_or_are_refused(names, fmt):
+    members = dict.fromkeys(names, b"hostile")
+    members["version"] = VERSION.encode()
+    install_tar(make_tar(fmt, members))
+
+
 # ---------------------------------------------------------------- memory
 
 MEMORY_BOUND = 256 * 1024
@@ -403,6 +454,18 @@ def peak_allocation(action):
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def test_an_archive_of_many_distinct_folders_is_refused_within_a_memory_bound():
+    def archive_of(paths):
+        tar = make_tar(tarfile.GNU_FORMAT, dict({"version": VERSION.encode()}, **dict.fromkeys(paths, b"")))
+        return gzip.compress(tar, mtime=0)
+
+    many = archive_of(["%d/%sx" % (i, "a/" * 100) for i in range(400)])  # 40,000 folders in 6 kB
+    one = archive_of(["x"])
+    assert install_archive(many) is None
+    extra = peak_allocation(lambda: install_archive(many)) - peak_allocation(lambda: install_archive(one))
+    assert extra < 4 * MEMORY_BOUND  # 2000 path hashes at most (CPython's ints); unbounded: 3.4 MB
 
 
 def read_some_body(stream, amount=1 << 20):

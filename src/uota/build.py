@@ -149,11 +149,21 @@ def compile_mpy(source_path, source_name) -> bytes:
         return target.read_bytes()
 
 
+# Numbers, then an optional pre-release and build metadata: devices order any version
+# (letters sort below numbers), but one with letters in its numbers, such as v1 or 1.0a,
+# would sort below releases its author thinks older.
+_PLAIN_VERSION = re.compile(r"[0-9]+(\.[0-9]+)*([-_][0-9A-Za-z.]+)?(\+[0-9A-Za-z.\-_]+)?")
+
+
 def _check_version(version):
     try:
         device.parse_version(version)
     except device.UotaError as error:
         raise CommandError("--version: {}".format(error))
+    if not _PLAIN_VERSION.fullmatch(version):
+        raise CommandError(
+            "--version: {!r} would sort surprisingly: use numbers such as 1.2.0, "
+            "optionally with -rc1 or +build5".format(version))
 
 
 def _check_window_bits(window_bits):
@@ -206,12 +216,11 @@ def _collect_members(source, excludes, out_dir):
 
 
 def _check_member_name(relative_name, path):
-    # The device writes members by name; keep every name inside its root.
-    parts = relative_name.split("/")
-    if any(part in ("", ".", "..") for part in parts) or "\\" in relative_name:
-        raise CommandError("refusing to pack {}: unsafe member name {!r}".format(path, relative_name))
-    if any(ord(character) < 32 for character in relative_name):
-        raise CommandError("refusing to pack {}: control character in member name".format(path))
+    # Devices refuse a whole archive for one name not in their canonical form.
+    try:
+        device._safe_path(relative_name)
+    except device.UotaError as error:
+        raise CommandError("refusing to pack {}: a device would refuse it: {}".format(path, error))
 
 
 def _compile_members(members):

@@ -219,7 +219,7 @@ def _judge_cfg_member(report, tar):
     data = bytearray(tar.left)
     tar.readinto(memoryview(data))
     try:
-        device.parse_cfg(data.decode())
+        device.check_cfg(device.parse_cfg(data.decode()))
     except (UnicodeDecodeError, device.UotaError) as error:
         report.problems.append("the archive's uota.cfg would be refused: {}".format(error))
 

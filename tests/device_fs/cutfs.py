@@ -3,6 +3,9 @@
 # A write is one call that changes the filesystem: open for writing (creates or empties
 # the file), a file's write(), rename, remove, mkdir, rmdir. After the `cut_after`-th,
 # every change is silently dropped, as on a board whose power is gone while the code runs.
+# With `fail_at`, the fail_at-th write instead raises OSError(5) (EIO) and changes nothing,
+# as a flash that reports an error; the writes before and after it go through. `trace`
+# names every write in order ("rename a>b", "write a", ...), to pick the one to fail.
 # Each change is whole once made (a rename replaces its target atomically, as littlefs
 # does), or, with fat_rename, a rename onto a file is remove-then-rename as on FAT.
 # The tree persists between scripts ("boots") as JSON in the device's real folder:
@@ -23,15 +26,20 @@ _FILE = 0x8000
 
 
 class CutFS:
-    def __init__(self, tree, fat_rename, cut_after):
+    def __init__(self, tree, fat_rename, cut_after, fail_at=None):
         self.files = tree  # path -> bytearray, or None for a directory
         self.fat_rename = fat_rename
         self.cut_after = cut_after
+        self.fail_at = fail_at
         self.writes = 0
+        self.trace = []
 
-    def _change(self):
-        """Count a write; True while it still reaches the flash."""
+    def _change(self, what):
+        """Count a write; True while it still reaches the flash. The fail_at-th raises EIO."""
         self.writes += 1
+        self.trace.append(what)
+        if self.writes == self.fail_at:
+            raise OSError(5)  # EIO
         return self.cut_after is None or self.writes <= self.cut_after
 
     def _parent_is_dir(self, path):
@@ -80,19 +88,19 @@ class CutFS:
         if path in self.files:
             raise OSError(17)  # EEXIST
         self._parent_is_dir(path)
-        if self._change():
+        if self._change("mkdir " + path):
             self.files[path] = None
 
     def rmdir(self, path):
         path = self._get(path)
-        if self._change():
+        if self._change("rmdir " + path):
             del self.files[path]
 
     def remove(self, path):
         path = self._get(path)
         if self.files[path] is None:
             raise OSError(21)  # EISDIR
-        if self._change():
+        if self._change("remove " + path):
             del self.files[path]
 
     def rename(self, old, new):
@@ -100,7 +108,7 @@ class CutFS:
         self._parent_is_dir(new)
         if self.fat_rename and new in self.files:
             self.remove(new)
-        if self._change():
+        if self._change("rename %s>%s" % (old, new)):
             self.files[new] = self.files.pop(old)
 
     def open(self, path, mode):
@@ -112,16 +120,17 @@ class CutFS:
             data = self.files.get(path)
             if data is None or "w" in mode:
                 data = bytearray()
-            if self._change():
+            if self._change("open " + path):
                 self.files[path] = data
-        return CutFile(self, data, "b" not in mode)
+        return CutFile(self, data, "b" not in mode, path)
 
 
 class CutFile(io.IOBase):
-    def __init__(self, fs, data, text):
+    def __init__(self, fs, data, text, path):
         self.fs = fs
         self.data = data
         self.text = text
+        self.path = path
         self.pos = 0
 
     def readinto(self, buf):
@@ -137,7 +146,7 @@ class CutFile(io.IOBase):
         return chunk.decode() if self.text else chunk
 
     def write(self, buf):
-        if self.fs._change():
+        if self.fs._change("write " + self.path):
             self.data.extend(buf.encode() if isinstance(buf, str) else buf)
         return len(buf)
 
@@ -157,14 +166,14 @@ class CutFile(io.IOBase):
         pass
 
 
-def boot(image, fat_rename, cut_after):
+def boot(image, fat_rename, cut_after, fail_at=None):
     """Load the tree from `image` (a file in the device folder), mount it and chdir into it."""
     with open(image) as f:
         saved = json.load(f)
     tree = {}
     for path, data in saved.items():
         tree[path.rstrip("/")] = None if data is None else bytearray(data)
-    fs = CutFS(tree, fat_rename, cut_after)
+    fs = CutFS(tree, fat_rename, cut_after, fail_at)
     os.mount(fs, MOUNT)
     os.chdir(MOUNT)
     return fs
