@@ -11,8 +11,9 @@ whether an update runs on a board.
 Measured for bench/memory.py's reference release built by `uota build` (a 4 KB window) and
 by plain `tar -czf`, and the same release four times larger; for the device code as `.py`
 (as mip installs it), as `.mpy` (each version's own mpy-cross) and frozen into the firmware
-(1.28.0); on MicroPython 1.20.0 and 1.28.0. Also the cost of a boot with nothing pending
-(`import uota; uota.recover()`), and times on 1.20.0: the whole update, the install alone and
+(1.28.0, with the device code's manifest.py); on MicroPython 1.20.0 and 1.28.0. Also the cost
+of a boot with nothing pending (`import uota; uota.recover()`, and the boot.py that `uota init`
+writes), and times on 1.20.0: the whole update, the install alone and
 decompress-only of the same archive, from a server unpaced and paced at 250 KB/s.
 
     python bench/heap.py [--original DIR] [--device-dir DIR] [--json FILE]
@@ -42,9 +43,10 @@ sys.path[0:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from memory import publish_release, reference_release  # noqa: E402
 from releases import read_tree, write_tree  # noqa: E402
-from unix_port import CACHE, UnixPortMissing, compile_mpy, run, unix_micropython  # noqa: E402
+from unix_port import CACHE, UnixPortMissing, compile_tree, run, unix_micropython  # noqa: E402
 from uota.build import DEFAULT_WINDOW_BITS, build_release  # noqa: E402
-from uota.device import uota as device_module  # noqa: E402
+from uota.device.uota._tar import window_bits  # noqa: E402
+from uota.init import BOOT_SNIPPET  # noqa: E402
 
 VERSIONS = ("1.20.0", "1.28.0")
 DEVICE_DIR = ROOT / "src" / "uota" / "device"
@@ -96,6 +98,15 @@ BOOT = """
 import gc
 import uota
 uota.recover()
+gc.collect()
+print('RESULT', gc.mem_free())
+"""
+
+# The boot.py `uota init` writes, as it writes it; it must not load uota when nothing is pending.
+BOOT_INIT = BOOT_SNIPPET + """
+import gc, sys
+if 'uota' in sys.modules:
+    raise SystemExit('uota was loaded with nothing pending')
 gc.collect()
 print('RESULT', gc.mem_free())
 """
@@ -200,7 +211,7 @@ class Release:
     def __init__(self, key, label, src, dist, archive):
         self.key, self.label, self.src, self.dist, self.archive = key, label, src, dist, archive
         self.files = read_tree(src)
-        self.wbits = device_module.window_bits(archive.read_bytes()[:64])
+        self.wbits = window_bits(archive.read_bytes()[:64])
         self.servers = {}
 
     def url(self, rate=None):
@@ -280,27 +291,33 @@ def snapshot(device_dir, work):
     folder = work / "code-py"
     folder.mkdir()
     for dest, source in package_files(device_dir):
+        (folder / dest).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(device_dir / source, folder / dest)
     return folder
 
 
-def frozen_manifest(py_folder):
-    """A manifest in the cache folder freezing the .py files of py_folder (a copy beside it)."""
-    digest = hashlib.sha256()
-    for path in sorted(py_folder.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+def frozen_manifest(py_folder, device_dir):
+    """device_dir's manifest.py (the repo's: src/uota/device/manifest.py) beside a copy of the
+    files it freezes, in a cache folder named by their content, so that the build is cached.
+    Device code without a manifest (an older uota.py) gets one freezing py_folder's files."""
+    files = sorted(path.relative_to(py_folder).as_posix() for path in py_folder.rglob("*.py"))
+    manifest = device_dir / "manifest.py"
+    if manifest.is_file():
+        text = manifest.read_text()
+    else:
+        text = "".join("module(%r, opt=3)\n" % name for name in files if "/" not in name)
+    digest = hashlib.sha256(text.encode())
+    for name in files:
+        digest.update(name.encode() + b"\0" + (py_folder / name).read_bytes())
     folder = CACHE / "frozen-src" / digest.hexdigest()[:12]
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for path in sorted(py_folder.glob("*.py")):
-        shutil.copyfile(path, folder / path.name)
-        lines.append("module(%r, base_path=%r)\n" % (path.name, str(folder)))
-    manifest = folder / "manifest.py"
-    manifest.write_text("".join(lines))
-    return manifest
+    for name in files:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(py_folder / name, folder / name)
+    (folder / "manifest.py").write_text(text)
+    return folder / "manifest.py"
 
 
-def device_codes(py_folder, work, original_dir):
+def device_codes(py_folder, work, original_dir, device_dir=DEVICE_DIR):
     """[Code]: uota as .py, .mpy and frozen; the original as .py and .mpy when given."""
     binaries = {version: unix_micropython(version) for version in VERSIONS}
     codes = []
@@ -308,16 +325,13 @@ def device_codes(py_folder, work, original_dir):
     def mpy_folder(source_folder, name):
         folders = {}
         for version in VERSIONS:
-            folder = work / ("%s-mpy-%s" % (name, version))
-            for path in sorted(source_folder.glob("*.py")):
-                compile_mpy(version, path, folder)
-            folders[version] = [folder]
+            folders[version] = [compile_tree(version, source_folder, work / ("%s-mpy-%s" % (name, version)))]
         return folders
 
     codes.append(Code(".py", binaries, {v: [py_folder] for v in VERSIONS}))
     codes.append(Code(".mpy", binaries, mpy_folder(py_folder, "uota")))
     print("building 1.28.0 with the device code frozen (once per content) ...", flush=True)
-    frozen = {"1.28.0": unix_micropython("1.28.0", frozen_manifest(py_folder))}
+    frozen = {"1.28.0": unix_micropython("1.28.0", frozen_manifest(py_folder, device_dir))}
     codes.append(Code("frozen", frozen, {"1.28.0": []}))
     if original_dir:
         original = work / "original-py"
@@ -421,6 +435,8 @@ def measure_boot(codes, work):
     rows = [("empty script", binaries, {v: [] for v in VERSIONS}, EMPTY)]
     rows += [(code.name, code.binaries, code.module_dirs, BOOT_ORIGINAL if code.original else BOOT)
              for code in codes]
+    py = next(code for code in codes if code.name == ".py")
+    rows.append(("init boot.py", py.binaries, py.module_dirs, BOOT_INIT))
     for name, bins, dirs, script in rows:
         for version, binary in bins.items():
             probe = boot_probe(binary, dirs[version], script, work)
@@ -514,7 +530,8 @@ def print_heap_table(figures, original_given):
 
 def print_boot_table(figures):
     boot = figures["boot"]
-    print("\nA boot with nothing pending: `import uota; uota.recover()` (the original: `import uota`)")
+    print("\nA boot with nothing pending: `import uota; uota.recover()` (the original: `import uota`);")
+    print("  init boot.py: the boot.py `uota init` writes, which loads uota only when an install is pending")
     print("  smallest heap, KiB; heap free after it in a %d KiB heap, KiB; cost = the empty script's free less it"
           % BOOT_HEAP)
     print("%-14s %10s %10s %10s   %10s %10s %10s" % ("script", "1.20 min", "1.20 free", "1.20 cost",
@@ -560,7 +577,7 @@ def print_time_table(figures, original_given):
 
 
 def print_tables(figures, original_given):
-    print("\nDevice code: %s, uota.py sha256 %s" % (figures["device_code"]["dir"], figures["device_code"]["sha256"][:16]))
+    print("\nDevice code: %s, sha256 %s" % (figures["device_code"]["dir"], figures["device_code"]["sha256"][:16]))
     if figures["heap"]:
         print_heap_table(figures, original_given)
     if figures["boot"]:
@@ -589,14 +606,16 @@ def main():
     with tempfile.TemporaryDirectory(prefix="uota-heap-") as tmp:
         work = Path(tmp)
         py_folder = snapshot(args.device_dir.resolve(), work)
-        main_file = py_folder / "uota.py"
+        files = sorted(path.relative_to(py_folder).as_posix() for path in py_folder.rglob("*") if path.is_file())
+        code_hash = hashlib.sha256()
+        for name in files:  # one file: the sha256 of its bytes, as before
+            code_hash.update((name.encode() + b"\0" if len(files) > 1 else b"") + (py_folder / name).read_bytes())
         figures = {
-            "device_code": {"dir": str(args.device_dir), "sha256": hashlib.sha256(main_file.read_bytes()).hexdigest(),
-                            "files": sorted(p.name for p in py_folder.iterdir())},
+            "device_code": {"dir": str(args.device_dir), "sha256": code_hash.hexdigest(), "files": files},
             "original": str(args.original) if args.original else None,
             "units": "heap in KiB (smallest -X heapsize that completes), free in bytes, times in ms",
         }
-        codes = device_codes(py_folder, work, args.original)
+        codes = device_codes(py_folder, work, args.original, args.device_dir.resolve())
         releases = make_releases(work)
         figures["releases"] = {key: {"label": r.label, "archive": r.archive.stat().st_size, "files": len(r.files),
                                      "bytes": sum(map(len, r.files.values())), "window_bits": r.wbits}

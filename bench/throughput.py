@@ -22,13 +22,14 @@ from uota.runtime import run_device  # noqa: E402
 DOWNLOAD = "import uota\nprint('RESULT', uota.check_for_updates(quiet=True))\n"
 TIME_INSTALL = """
 import time, uota
+from uota import _tar
 now = getattr(time, "ticks_ms", None) or (lambda: time.perf_counter() * 1000)
 buf = bytearray(1024)
 with open("fw.tmp", "rb") as f:
     header = f.read(64)
     f.seek(0)
     start = now()
-    stream = uota._gunzip(f, uota.window_bits(header))
+    stream = _tar._gunzip(f, _tar.window_bits(header))
     while stream.readinto(buf):
         pass
     floor = now() - start

@@ -2,7 +2,7 @@
 atheris harnesses beside this file share these functions.
 
 Each `check_*` feeds one input to the device module's own code and lets only two outcomes
-through: a result, or the module's error `uota.UotaError`. Any other exception escapes and
+through: a result, or the module's error `_core.UotaError`. Any other exception escapes and
 is a defect. `install_archive` also checks that nothing is written outside the device root.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from uota.device import uota  # noqa: E402
+from uota.device.uota import _cfg, _core, _http, _install, _latest, _paths, _tar  # noqa: E402
 
 VERSION = "1.1.0"  # what the archives' version member says
 FILENAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+~")
@@ -48,13 +49,13 @@ class ByteStream:
 
 def read_response(stream):
     """(status, body) of the HTTP response in stream, read as the device reads one."""
-    line = bytearray(uota._LINE_MAX)
-    head = uota._read_head(stream, line)
+    line = bytearray(_http._LINE_MAX)
+    head = _http._read_head(stream, line)
     location = head[3]
     assert location is None or all("!" <= c <= "~" for c in location), "a Location that could change a request"
-    response = uota._Response(stream, stream, head, line)
+    response = _http._Response(stream, stream, head, line)
     body = bytearray()
-    buf = memoryview(bytearray(uota._CHUNK))
+    buf = memoryview(bytearray(_tar._CHUNK))
     while True:
         n = response.readinto(buf)
         if not n:
@@ -65,16 +66,16 @@ def read_response(stream):
 def check_http(data, piece=1 << 30):
     try:
         return read_response(ByteStream(data, piece))
-    except uota.UotaError:
+    except _core.UotaError:
         return None
 
 
 def check_latest(text):
     try:
-        version, filename, free_kb, sha = uota.parse_latest(text)
-    except uota.UotaError:
+        version, filename, free_kb, sha = _latest.parse_latest(text)
+    except _core.UotaError:
         return None
-    uota.parse_version(version)
+    _latest.parse_version(version)
     assert filename and filename not in (".", "..")
     assert set(filename) <= FILENAME_CHARS, "a file name that could change the request line"
     assert isinstance(free_kb, int) and free_kb >= 0
@@ -99,9 +100,9 @@ def check_request(url, headers, offset=0):
     line with a target of printable ASCII, Host, the fixed ones, one per header, no more."""
     sink = RequestSink()
     try:
-        scheme, host, port, path = uota._split_url(url)
-        uota._send_request(sink, host, port, path, headers, offset)
-    except uota.UotaError:
+        scheme, host, port, path = _cfg._split_url(url)
+        _http._send_request(sink, host, port, path, headers, offset)
+    except _core.UotaError:
         assert sink.data == b"", "wrote part of a request it refused"
         return None
     assert scheme in ("http", "https") and host and 0 <= port <= 65535
@@ -118,8 +119,8 @@ def check_request(url, headers, offset=0):
 
 def check_cfg(text):
     try:
-        cfg = uota.parse_cfg(text)
-    except uota.UotaError:
+        cfg = _cfg.parse_cfg(text)
+    except _core.UotaError:
         return None
     assert isinstance(cfg, dict)
     return cfg
@@ -127,8 +128,8 @@ def check_cfg(text):
 
 def check_version(text):
     try:
-        return uota.parse_version(text)
-    except uota.UotaError:
+        return _latest.parse_version(text)
+    except _core.UotaError:
         return None
 
 
@@ -141,7 +142,7 @@ def fix_tar_checksums(tar):
         header = tar[pos : pos + 512]
         header[148:156] = b" " * 8
         tar[pos + 148 : pos + 156] = b"%06o\0 " % sum(header)
-        size = uota._number(header, 124, 136, 8)
+        size = _core._number(header, 124, 136, 8)
         pos += 512 + (max(size, 0) + 511) // 512 * 512
     return bytes(tar)
 
@@ -181,20 +182,20 @@ def install_archive(archive):
     with _device_folder() as (base, root):
         before = tree(root)
         (root / "fw.tmp").write_bytes(archive)
-        excluded = uota._read_cfg()["excluded_files"]
-        uota._write_state("ready", VERSION, len(archive), hashlib.sha256(archive).hexdigest(), "fw.tmp", excluded)
+        excluded = _cfg._read_cfg()["excluded_files"]
+        _core._write_state("ready", VERSION, len(archive), hashlib.sha256(archive).hexdigest(), "fw.tmp", excluded)
         try:
-            uota._install(uota._read_state(), uota._read_cfg(), True)
+            _install._install(_core._read_state(), _cfg._read_cfg(), True)
             installed = True
-        except uota.UotaError:
+        except _core.UotaError:
             installed = False
         finally:
             assert [p.name for p in base.iterdir()] == ["root"], "written outside the device root"
-        assert uota._read_state() is None, "the install left a journal: it failed after validation"
+        assert _core._read_state() is None, "the install left a journal: it failed after validation"
         assert uota.recover(quiet=True) is False, "recover() found an install to finish"
         after = tree(root)
     assert all(not name.endswith(".uota-new") for name in after), "a half-written file is left"
-    assert all(uota._safe_path(name) == name for name in after), "a path not in canonical form"
+    assert all(_paths._safe_path(name) == name for name in after), "a path not in canonical form"
     assert after["wifi.json"] == DEVICE_FILES["wifi.json"], "an excluded file was changed"
     if not installed:
         assert after == before, "a refused archive changed the device"
@@ -209,8 +210,8 @@ def walk_archive(archive):
         f.write(archive)
         f.flush()
         try:
-            tar = uota._Tar(f.name, bytearray(uota._CHUNK))
-        except uota.UotaError:
+            tar = _tar._Tar(f.name, bytearray(_tar._CHUNK))
+        except _core.UotaError:
             return None
         paths = []
         try:
@@ -218,9 +219,9 @@ def walk_archive(archive):
                 path = tar.next()
                 if path is None:
                     return paths
-                assert uota._safe_path(path) == path, "the reader returned a path not in canonical form"
+                assert _paths._safe_path(path) == path, "the reader returned a path not in canonical form"
                 paths.append(path)
-        except uota.UotaError:
+        except _core.UotaError:
             return None
         finally:
             tar.close()

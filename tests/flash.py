@@ -20,6 +20,7 @@ MicroPython's VFS does: littlefs natively, FAT by removing the target then renam
 """
 
 import errno
+import sys
 
 import fatfs
 import littlefs
@@ -125,10 +126,17 @@ def _file_mode(mode):
     return kind, "b" not in mode
 
 
-def install(device_module, fs):
-    """Make the device module use fs: its globals shadow the builtins `os` and `open`."""
-    device_module.os = fs
-    device_module.open = fs.open
+def install(device_package, fs):
+    """Make the device package use fs: its modules' globals shadow the builtins `os` and `open`."""
+    set_in_package(device_package, "os", fs)
+    set_in_package(device_package, "open", fs.open)
+
+
+def set_in_package(package, name, value):
+    """Set a global `name` of the package and of each of its loaded modules."""
+    for module_name, module in list(sys.modules.items()):
+        if module_name == package.__name__ or module_name.startswith(package.__name__ + "."):
+            setattr(module, name, value)
 
 
 # ---------------------------------------------------------------- littlefs

@@ -23,9 +23,12 @@ filesystem code, writes are block-device writes), and real MicroPython (WebAssem
 `uota.runtime`) over an in-memory VFS (`device_fs/cutfs.py`), writes are VFS calls.
 """
 
+import importlib
 import importlib.util
+import itertools
 import json
 import random
+import sys
 import tempfile
 import types
 from collections import Counter
@@ -176,14 +179,23 @@ def cut_points(total, sample=None, seed=1):
 # ---------------------------------------------------------------- CPython over littlefs / FAT
 
 
+_copies = itertools.count()
+
+
 def load_device_module():
-    """A private copy of the device module, so that its `os` and `open` can be replaced."""
-    spec = importlib.util.spec_from_file_location("uota_on_flash", DEVICE_MODULE_DIR / "uota.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """A private copy of the device package with all its modules loaded, so that their `os`,
+    `open` and `_log` can be replaced (flash.install, flash.set_in_package)."""
+    name = "uota_on_flash_%d" % next(_copies)
+    folder = DEVICE_MODULE_DIR / "uota"
+    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    for module in sorted(folder.glob("_*.py")):
+        importlib.import_module("%s.%s" % (name, module.stem))
     # gc.collect() keeps a board's heap small; on CPython it costs 20 ms a call and nothing else
-    module.gc = types.SimpleNamespace(collect=lambda: None)
-    return module
+    flash.set_in_package(package, "gc", types.SimpleNamespace(collect=lambda: None))
+    return package
 
 
 def format_flash(filesystem, tree):
@@ -208,7 +220,7 @@ class FlashDevice:
         self.filesystem = filesystem
         self.releases = releases
         self.module = load_device_module()
-        self.module._log = self._log  # keeps what it reports, prints nothing
+        flash.set_in_package(self.module, "_log", self._log)  # keeps what it reports, prints nothing
         self.errors = []
         chip, self.fs = format_flash(filesystem, releases.old_tree if tree is None else tree)
         self.image_of_old = bytes(chip.image)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fixtures_servers import run_uota
 
-from uota.device import uota as device
+from uota.device.uota import _latest
 
 SOURCE_FILES = {
     "boot.py": b"import uota\nuota.recover()\n",
@@ -109,7 +109,7 @@ def test_gzip_header_has_no_time_and_no_file_name(source, tmp_path):
 
 def test_latest_parses_back_with_the_archive_hash_and_needed_space(source, tmp_path):
     archive = build(source, tmp_path / "dist")
-    version, filename, free_kb, sha256 = device.parse_latest((tmp_path / "dist/latest").read_text())
+    version, filename, free_kb, sha256 = _latest.parse_latest((tmp_path / "dist/latest").read_text())
     assert (version, filename) == ("1.2.0", archive.name)
     assert sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
     unpacked_files = {**SOURCE_FILES, "version": b"1.2.0\n"}
@@ -121,13 +121,13 @@ def test_older_releases_are_kept_and_latest_points_at_the_newest(source, tmp_pat
     older = build(source, tmp_path / "dist", version="1.0.0")
     newer = build(source, tmp_path / "dist", version="1.1.0")
     assert older.exists() and newer.exists()
-    assert device.parse_latest((tmp_path / "dist/latest").read_text())[:2] == ("1.1.0", newer.name)
+    assert _latest.parse_latest((tmp_path / "dist/latest").read_text())[:2] == ("1.1.0", newer.name)
     assert sorted(path.name for path in (tmp_path / "dist").iterdir()) == sorted([older.name, newer.name, "latest"])
 
 
 def test_name_option_sets_the_archive_name(source, tmp_path):
     build(source, tmp_path / "dist", "--name", "app.tar.gz")
-    assert device.parse_latest((tmp_path / "dist/latest").read_text())[1] == "app.tar.gz"
+    assert _latest.parse_latest((tmp_path / "dist/latest").read_text())[1] == "app.tar.gz"
     assert (tmp_path / "dist/app.tar.gz").is_file()
 
 

@@ -73,7 +73,8 @@ CFG_CASES = [
 
 
 def run_table(runtime, tmp_path, call, cases):
-    script = "def attempt(*args):\n" \
+    script = "from uota import _cfg, _latest\n" \
+             "def attempt(*args):\n" \
              "    try:\n" \
              "        return %s\n" \
              "    except uota.UotaError as e:\n" \
@@ -85,17 +86,17 @@ def run_table(runtime, tmp_path, call, cases):
 
 
 def test_latest_lines(runtime, tmp_path):
-    got = run_table(runtime, tmp_path, "uota.parse_latest(*args)", LATEST_CASES)
+    got = run_table(runtime, tmp_path, "_latest.parse_latest(*args)", LATEST_CASES)
     assert got == [expected for _, expected in LATEST_CASES]
 
 
 def test_version_ordering(runtime, tmp_path):
-    got = run_table(runtime, tmp_path, "uota.compare_versions(*args)", VERSION_CASES)
+    got = run_table(runtime, tmp_path, "_latest.compare_versions(*args)", VERSION_CASES)
     assert got == [expected for *_, expected in VERSION_CASES]
 
 
 def test_cfg_literal_reader(runtime, tmp_path):
-    got = run_table(runtime, tmp_path, "uota.parse_cfg(*args)", CFG_CASES)
+    got = run_table(runtime, tmp_path, "_cfg.parse_cfg(*args)", CFG_CASES)
     assert got == [expected for _, expected in CFG_CASES]
 
 
@@ -104,6 +105,6 @@ def test_url_without_trailing_slash_is_tolerated(runtime, tmp_path, url):
     device = Device(runtime, tmp_path / "device")
     (device.root / "uota.cfg").write_text(repr({"url": url, "tmp_filename": "f"}))
 
-    result = device.run("print(uota._read_cfg()['url'])")
+    result = device.run("from uota import _cfg\nprint(_cfg._read_cfg()['url'])")
 
     assert result.stdout.strip().splitlines()[-1] == "http://127.0.0.1:9/base/"

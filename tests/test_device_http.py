@@ -28,7 +28,7 @@ import pytest
 
 from fault_proxy import fetch_response, head_length
 from releases import assert_update_changes_nothing, publish, tar_cli, write_tree
-from test_device_update import NEW, OLD, expected_after_update, make_device, release
+from test_device_update import NEW, expected_after_update, make_device, release
 
 SECRET = "Bearer s3cret-token"
 HEADERS = {"Authorization": SECRET, "X-Device": "unit-7"}

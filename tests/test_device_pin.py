@@ -234,10 +234,11 @@ REFUSED = [
 
 READ = """
 import binascii, uota
+from uota import _pin
 with open("cert.der", "rb") as f:
     cert = f.read()
 try:
-    spki, key = uota._public_key(memoryview(cert))
+    spki, key = _pin._public_key(memoryview(cert))
     print(binascii.hexlify(spki).decode(), binascii.hexlify(key).decode())
 except uota.VerifyError as e:
     print("VerifyError", e)
@@ -245,6 +246,7 @@ except uota.VerifyError as e:
 
 CHECK_PINS = """
 import uota
+from uota import _pin
 with open("cert.der", "rb") as f:
     cert = f.read()
 class Socket:
@@ -252,7 +254,7 @@ class Socket:
         return cert
 for pin in %r:
     try:
-        uota._check_pin(Socket(), pin)
+        _pin._check_pin(Socket(), pin)
         print("accepted")
     except uota.VerifyError as e:
         print("refused", e)

@@ -223,7 +223,8 @@ def test_decompression_bomb_is_refused_before_writing(runtime, tmp_path, release
         "        return getattr(os, name)\n"
         "    def statvfs(self, path):\n"
         "        return (4096, 4096, 128, 64, 64, 0, 0, 0, 0, 255)\n"
-        "uota.os = SmallBoard()\n"
+        "from uota import _core, _install\n"
+        "_core.os = _install.os = SmallBoard()\n"
         "found = uota.check_for_updates()\n"
         "print(found, found and uota.install_new_firmware())\n"
     )
@@ -332,7 +333,8 @@ def test_running_out_of_ram_while_checking_the_archive_ends_cleanly(runtime, tmp
     result, log = device.call(
         "def no_ram(*args):\n"
         "    raise MemoryError\n"
-        "uota._new_folder = no_ram  # the archive's first folder fills the heap\n"
+        "from uota import _install\n"
+        "_install._new_folder = no_ram  # the archive's first folder fills the heap\n"
         "found = uota.check_for_updates()\n"
         "print(found, found and uota.install_new_firmware(), uota.recover())\n"
     )

@@ -291,14 +291,15 @@ def test_partial_download_is_never_installed(runtime, tmp_path, dist, server):
 
 # A reset while installing: the exception stands for the power going off after N files.
 CUT_INSTALL = """
+from uota import _install
 class PowerCut(BaseException): pass
-write = uota._write_member
+write = _install._write_member
 count = [0]
 def cutting(*args):
     count[0] += 1
     if count[0] > %d: raise PowerCut()
     write(*args)
-uota._write_member = cutting
+_install._write_member = cutting
 try:
     uota.install_new_firmware()
 except PowerCut:

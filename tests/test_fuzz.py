@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 FUZZ_DIR = Path(__file__).resolve().parent.parent / "fuzz"
 sys.path.insert(0, str(FUZZ_DIR))
 
+from uota.device.uota import _cfg, _core, _http, _latest, _tar  # noqa: E402
 from invariants import (  # noqa: E402
     VERSION,
     ByteStream,
@@ -36,7 +37,6 @@ from invariants import (  # noqa: E402
     install_archive,
     install_tar,
     read_response,
-    uota,
 )
 
 # Moderate counts keep the file near a minute; database=None writes no .hypothesis folder.
@@ -68,24 +68,24 @@ versions = st.builds(
 @given(versions, versions)
 @FAST
 def test_version_order_is_antisymmetric(a, b):
-    assert uota.compare_versions(a, b) == -uota.compare_versions(b, a)
+    assert _latest.compare_versions(a, b) == -_latest.compare_versions(b, a)
 
 
 @given(st.lists(versions, min_size=3, max_size=8))
 @FAST
 def test_version_order_is_transitive(some):
-    ordered = sorted(some, key=functools.cmp_to_key(uota.compare_versions))
+    ordered = sorted(some, key=functools.cmp_to_key(_latest.compare_versions))
     for i, low in enumerate(ordered):
         for high in ordered[i + 1 :]:
-            assert uota.compare_versions(low, high) <= 0, (low, high)
+            assert _latest.compare_versions(low, high) <= 0, (low, high)
 
 
 @given(st.lists(st.integers(0, 999).map(str), min_size=1, max_size=4), st.integers(1, 3))
 @FAST
 def test_trailing_zero_parts_do_not_change_a_version(parts, zeros):
     version = ".".join(parts)
-    assert uota.compare_versions(version, version + ".0" * zeros) == 0
-    assert uota.compare_versions("1.0", "1.0.0") == 0
+    assert _latest.compare_versions(version, version + ".0" * zeros) == 0
+    assert _latest.compare_versions("1.0", "1.0.0") == 0
 
 
 @given(st.text(max_size=80))
@@ -106,7 +106,7 @@ def test_latest_line_reads_back_as_written(version, filename, free_kb, sha, endi
     fields = [version, filename] + ([str(free_kb)] if free_kb is not None or sha else []) + ([sha] if sha else [])
     if sha and free_kb is None:
         fields[2] = "0"
-    assert uota.parse_latest(";".join(fields) + ending) == (version, filename, free_kb or 0, sha)
+    assert _latest.parse_latest(";".join(fields) + ending) == (version, filename, free_kb or 0, sha)
 
 
 @given(st.text(max_size=700))
@@ -156,7 +156,7 @@ def depth(value):
 @given(st.dictionaries(st.text(st.characters(max_codepoint=0xFF), max_size=10), literals, max_size=6).filter(lambda d: depth(d) <= 8))
 @FAST
 def test_cfg_literal_reads_back_as_python_wrote_it(cfg):
-    assert repr(uota.parse_cfg(repr(cfg))) == repr(cfg)
+    assert repr(_cfg.parse_cfg(repr(cfg))) == repr(cfg)
 
 
 cfg_alphabet = st.sampled_from(list("{}[](),:'\"\\#\n -+.e0123456789xabTrueFalsNn_") + ["True", "None", "'a'", "1.5", "\\x4"])
@@ -265,8 +265,8 @@ def test_any_url_and_headers_make_exactly_the_request_meant_or_a_uota_error(url,
 @FAST
 def test_any_url_is_split_into_safe_parts_or_a_uota_error(url):
     try:
-        scheme, host, port, path = uota._split_url(url)
-    except uota.UotaError:
+        scheme, host, port, path = _cfg._split_url(url)
+    except _core.UotaError:
         return
     assert url.startswith(scheme + "://") and host and host == host.lower()
     assert all(c.isascii() and (c.isalnum() or c in ".-[]:") for c in host)
@@ -469,9 +469,9 @@ def test_an_archive_of_many_distinct_folders_is_refused_within_a_memory_bound():
 
 
 def read_some_body(stream, amount=1 << 20):
-    line = bytearray(uota._LINE_MAX)
-    response = uota._Response(stream, stream, uota._read_head(stream, line), line)
-    buf = memoryview(bytearray(uota._CHUNK))
+    line = bytearray(_http._LINE_MAX)
+    response = _http._Response(stream, stream, _http._read_head(stream, line), line)
+    buf = memoryview(bytearray(_tar._CHUNK))
     while amount > 0:
         amount -= response.readinto(buf)
 
@@ -492,8 +492,8 @@ def test_gigabyte_of_headers_is_refused_without_reading_it_all(fill):
     stream = EndlessStream(b"HTTP/1.1 200 OK\r\nX-Long: ", fill, 10**9)
 
     def read_head():
-        with pytest.raises(uota.DownloadError):
-            uota._read_head(stream, bytearray(uota._LINE_MAX))
+        with pytest.raises(_core.DownloadError):
+            _http._read_head(stream, bytearray(_http._LINE_MAX))
 
     assert peak_allocation(read_head) < MEMORY_BOUND
     assert stream.left > 10**9 - 10**5
@@ -505,10 +505,10 @@ def test_tar_size_of_ten_to_the_twelve_allocates_nothing_in_proportion(tmp_path)
     archive.write_bytes(gzip.compress(pax_header(records)[:-512] + b"z" * 300_000, mtime=0))
 
     def read_members():
-        tar = uota._Tar(str(archive), bytearray(uota._CHUNK))
+        tar = _tar._Tar(str(archive), bytearray(_tar._CHUNK))
         try:
             assert tar.next() == "file.py" and tar.left == 10**12
-            with pytest.raises(uota.VerifyError):
+            with pytest.raises(_core.VerifyError):
                 tar.next()  # skipping it runs into the end of the data
         finally:
             tar.close()

@@ -22,16 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 import heap as bench  # noqa: E402  bench/heap.py: the same releases, devices and scripts
 from releases import read_tree  # noqa: E402
-from unix_port import UnixPortMissing, compile_mpy, run, unix_micropython  # noqa: E402
+from unix_port import UnixPortMissing, compile_tree, run, unix_micropython  # noqa: E402
 
 # The budget the device code holds today: the smallest heap (KiB) in which a fresh device
 # completes check_for_updates() then install_new_firmware() of the reference release built
-# with `uota build`'s default 4 KB window, with uota.py installed as .py (as mip installs it),
-# as bench/heap.py measures it (uota.py sha256 7b173c9f...). As .py the peak is the import:
-# compiling uota.py.
-HEAP_KIB = {"1.20.0": 140, "1.28.0": 139}
-# The same with uota.py compiled by that version's mpy-cross: the update's own peak.
-MPY_HEAP_KIB = {"1.20.0": 42, "1.28.0": 41}
+# with `uota build`'s default 4 KB window, with the uota package installed as .py (as mip
+# installs it), as bench/heap.py measures it. As .py the peak is compiling the largest module.
+HEAP_KIB = {"1.20.0": 58, "1.28.0": 61}
+# The same with the package compiled by that version's mpy-cross: the update's own peak.
+MPY_HEAP_KIB = {"1.20.0": 48, "1.28.0": 47}
 MARGIN_KIB = 8  # less than the 28 KB a 32 KB window needs beyond a 4 KB one
 BOOKKEEPING = {"uota.state", bench.TMP_NAME}  # uota's own journal and download
 
@@ -69,7 +68,7 @@ def code_mpy(binaries, code_py, work):
     folders = {}
     for version in bench.VERSIONS:
         folders[version] = work / ("mpy-" + version)
-        compile_mpy(version, code_py / "uota.py", folders[version])
+        compile_tree(version, code_py, folders[version])
     return folders
 
 

@@ -11,7 +11,7 @@ import tarfile
 import pytest
 
 from uota.build import DEFAULT_WINDOW_BITS, build_release
-from uota.device import uota as device_module
+from uota.device.uota import _tar
 from uota.runtime import RUNTIMES
 
 from fixtures_servers import run_uota
@@ -115,7 +115,7 @@ def installed(before):
 def test_archive_is_an_ordinary_tar_gz_that_declares_its_window(tmp_path, dist, bits):
     archive = build(tmp_path, dist, bits)
 
-    assert device_module.window_bits(archive.read_bytes()[:64]) == (bits or DEFAULT_WINDOW_BITS)
+    assert _tar.window_bits(archive.read_bytes()[:64]) == (bits or DEFAULT_WINDOW_BITS)
     unpacked_by_tar = tmp_path / "tar"
     unpacked_by_tar.mkdir()
     subprocess.run(["tar", "-xzf", str(archive), "-C", str(unpacked_by_tar)], check=True)

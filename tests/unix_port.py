@@ -7,6 +7,7 @@ a 32-bit build sizes objects as a microcontroller does: bisecting the heap size 
 peak heap, what decides whether an update runs on a board.
 
     binary = unix_micropython("1.20.0")                  # built once, cached in .cache/
+    frozen = unix_micropython("1.28.0", DEVICE_MANIFEST)  # uota frozen, as a board freezes it
     returncode, stdout, stderr = run(binary, device_root, script, 32, [module_dir])
 
 The binaries are built by ../shared/micropython/build.sh (beside this repository) from
@@ -26,6 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "micropython"
 CACHE = REPO / ".cache" / "micropython"
 VERSIONS = ("1.20.0", "1.28.0")
+# The device code's own manifest: what a board's firmware freezes (unix_micropython(v, DEVICE_MANIFEST)).
+DEVICE_MANIFEST = REPO / "src" / "uota" / "device" / "manifest.py"
 BUILD_TIMEOUT = 1800
 
 # The flags build.sh passes to `make -C ports/unix` (keep in step with it).
@@ -48,29 +51,26 @@ def _missing(version, why):
         "https://github.com/micropython/micropython && make -C micropython/mpy-cross && "
         "make -C micropython/ports/unix submodules && make -C micropython/ports/unix %s` "
         "(32-bit: needs gcc-multilib; add "
-        "FROZEN_MANIFEST=<manifest.py> to freeze modules), then copy "
+        "FROZEN_MANIFEST=<manifest.py> to freeze modules, e.g. src/uota/device/manifest.py), then copy "
         "ports/unix/build-standard/micropython and mpy-cross/build/mpy-cross to %s."
         % (version, why, SHARED, tag, tag, MAKE_FLAGS, CACHE / version)
     )
 
 
-def _manifest_key(manifest):
-    """A hash of the manifest and of every file it freezes, so that a changed module rebuilds."""
-    manifest = Path(manifest).resolve()
-    digest = hashlib.sha256()
-    seen = set()
+def manifest_inputs(manifest):
+    """The manifest files and every file they freeze, as build.sh would read them.
+
+    The manifest is run with stand-ins for the manifest API (module, package, include, ...)
+    that only note the files.
+    """
+    inputs = []
 
     def add(path):
         path = Path(path)
-        if path in seen:
-            return
-        seen.add(path)
-        digest.update(str(path).encode() + b"\0")
-        if path.is_file():
-            digest.update(path.read_bytes())
+        if path not in inputs:
+            inputs.append(path)
 
     def evaluate(path):
-        """Run the manifest with stand-ins for the manifest API that only note the files."""
         add(path)
         folder = path.parent
 
@@ -97,7 +97,17 @@ def _manifest_key(manifest):
         if path.is_file():
             exec(compile(path.read_text(), str(path), "exec"), names)
 
-    evaluate(manifest)
+    evaluate(Path(manifest).resolve())
+    return inputs
+
+
+def _manifest_key(manifest):
+    """A hash of the manifest and of every file it freezes, so that a changed module rebuilds."""
+    digest = hashlib.sha256()
+    for path in manifest_inputs(manifest):
+        digest.update(str(path).encode() + b"\0")
+        if path.is_file():
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -156,6 +166,13 @@ def compile_mpy(version, source, dest_folder):
     subprocess.run([str(mpy_cross(version)), "-o", str(dest), str(source)], check=True,
                    capture_output=True)
     return dest
+
+
+def compile_tree(version, source_folder, dest_folder):
+    """Compile every .py under source_folder into dest_folder, keeping a package's folders."""
+    for path in sorted(Path(source_folder).rglob("*.py")):
+        compile_mpy(version, path, Path(dest_folder) / path.relative_to(source_folder).parent)
+    return Path(dest_folder)
 
 
 def run(binary, root, script, heap_kib, module_dirs=(), timeout=120):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import List, Optional
 from urllib.parse import urljoin, urlsplit
 
-from .device import uota as device
+from .device.uota import _cfg, _core, _latest, _tar
 from .errors import CommandError
 from .pin import pins_for_certificate
 
@@ -141,8 +141,8 @@ def _judge_latest(report, body):
         return False
     report.latest_line = text.strip()
     try:
-        report.version, report.filename, report.free_kb, report.sha256 = device.parse_latest(text)
-    except device.UotaError as error:
+        report.version, report.filename, report.free_kb, report.sha256 = _latest.parse_latest(text)
+    except _core.UotaError as error:
         report.problems.append("invalid latest {!r}: {}".format(report.latest_line[:80], error))
         return False
     if report.sha256 is None:
@@ -158,7 +158,7 @@ def _judge_archive(report, archive):
         for block in iter(lambda: archive_file.read(_CHUNK), b""):
             data_hash.update(block)
         archive_file.seek(0)
-        report.window_bits = device.window_bits(archive_file.read(64))
+        report.window_bits = _tar.window_bits(archive_file.read(64))
     report.archive_size = archive.stat().st_size
     report.archive_sha256 = data_hash.hexdigest()
     if report.sha256 and report.sha256 != report.archive_sha256:
@@ -169,7 +169,7 @@ def _judge_archive(report, archive):
         )
     try:
         version_text = _walk(report, archive)
-    except device.VerifyError as error:
+    except _core.VerifyError as error:
         report.problems.append("a device refuses the archive: {}".format(error))
         return
     if version_text is None:
@@ -189,7 +189,7 @@ def _walk(report, archive):
     """List the members with the device's tar reader; return the `version` member's text."""
     version_text = None
     buffer = memoryview(bytearray(1024))
-    tar = device._Tar(str(archive), buffer)
+    tar = _tar._Tar(str(archive), buffer)
     try:
         while True:
             path = tar.next()
@@ -219,8 +219,8 @@ def _judge_cfg_member(report, tar):
     data = bytearray(tar.left)
     tar.readinto(memoryview(data))
     try:
-        device.check_cfg(device.parse_cfg(data.decode()))
-    except (UnicodeDecodeError, device.UotaError) as error:
+        _cfg.check_cfg(_cfg.parse_cfg(data.decode()))
+    except (UnicodeDecodeError, _core.UotaError) as error:
         report.problems.append("the archive's uota.cfg would be refused: {}".format(error))
 
 

@@ -1,0 +1,170 @@
+# uota: over-the-air updates for MicroPython (and CPython) devices.
+#
+# The update flow, top to bottom, in this module; each step loads only the code it needs:
+#   check_for_updates(): recover -> read uota.cfg (_cfg) -> GET latest (_http, _pin when
+#                        pinned) -> compare versions (_latest) -> GET the archive into
+#                        tmp_filename, hashing as it streams (resumed with a Range request
+#                        when an earlier try was cut) -> record the verified download
+#   install_new_firmware(): validate the whole archive (_install, _tar: names, types,
+#                        sizes, space) -> journal "installing" -> write every file beside
+#                        its target, rename over -> new uota.cfg -> delete list -> version
+#                        (the commit) -> remove archive and state file
+#   recover(): finishes an install that a reset interrupted; call it first in boot.py.
+#
+# On-flash state (all paths relative to the current directory, the device's root):
+#   uota.state  "phase;version;size;sha256;archive\n" then one excluded entry per line,
+#               then "end\n". phase: partial (downloading; resumable as the hash is
+#               known), ready (downloaded and verified), installing (the journal),
+#               retry (the journal of an install that failed other than by a power cut:
+#               recover() tries it once more), failed (it failed again: the archive is
+#               deleted, that release is not tried again, the next one is).
+#               Replaced atomically (written beside, renamed over); a file without its
+#               "end" line is ignored.
+#   <path>.uota-new  a file being written; renamed over <path> once complete.
+#
+# MIT license.
+
+import gc
+import sys
+
+from ._core import (VERSION, _STATE, _TMP_SUFFIX, DownloadError, UotaError, VerifyError,  # noqa: F401
+                    _clear_state, _exists, _free_bytes, _log, _read_state, _read_version,
+                    _remove, _stat, _write_state)
+
+_FAILURES = (UotaError, OSError, ValueError, MemoryError)  # built once: a full heap may raise here
+_MICROPYTHON = sys.implementation.name == "micropython"
+
+
+def _public(action, quiet, a=None, b=None):
+    # Closures and argument tuples would be allocated before the try: a nearly full heap
+    # must still end in False, not in a MemoryError.
+    try:
+        return action(quiet, a, b)
+    except _FAILURES as e:
+        gc.collect()
+        try:
+            _log("error", "uota: %s" % (e,))
+        except MemoryError:
+            pass
+        return False
+    finally:
+        gc.collect()
+
+
+def _step(*names):
+    return tuple((__name__ + "." + name, name) for name in names)
+
+
+# The modules each step loads, unloaded when it is done: MicroPython (1.21 and newer) then
+# frees their code. Built here, as _unload runs when the heap may be full.
+_CHECK_STEP = _step("_http", "_latest", "_pin")
+_INSTALL_STEP = _step("_install", "_tar", "_paths", "_cfg")
+
+
+def _unload(step):
+    if _MICROPYTHON:
+        for module, name in step:
+            sys.modules.pop(module, None)
+            globals().pop(name, None)
+
+
+def check_for_updates(version_check=True, quiet=False, pubkey_hash=b""):
+    """Download and verify a newer release; True when it is ready to install."""
+    try:
+        return _public(_check, quiet, version_check, pubkey_hash)
+    finally:
+        _unload(_CHECK_STEP)
+
+
+def _check(quiet, version_check, pubkey_hash):
+    from ._cfg import _read_cfg
+    from ._http import _download, _fetch_small
+    from ._latest import _LATEST_MAX, compare_versions, parse_latest
+
+    cfg = _read_cfg()
+    _recover(cfg, quiet)
+    text = _fetch_small(cfg["url"] + "latest", cfg, pubkey_hash, _LATEST_MAX)
+    try:
+        text = text.decode()
+    except ValueError:
+        raise VerifyError("latest is not text")
+    version, filename, free_kb, sha = parse_latest(text)
+    if version_check:
+        current = _read_version()
+        if current is None:
+            raise VerifyError("no version file on the device")
+        if compare_versions(version, current) <= 0:
+            if not quiet:
+                _log("info", "version %s is the newest" % current)
+            return False
+    archive, excluded = cfg["tmp_filename"], cfg["excluded_files"]
+    state = _read_state()
+    if state and state[0] == "failed" and state[1] == version and (not sha or state[3] == sha):
+        raise VerifyError("release %s failed to install: waiting for another" % version)
+    st = _stat(archive)
+    offset = 0
+    if state and state[1] == version and st and (state[3] == sha or not sha and state[0] == "ready"):
+        if state[0] == "ready" and st[6] == state[2]:
+            return True  # downloaded and verified in an earlier boot
+        if state[0] == "partial":
+            offset = st[6]
+    if not offset:
+        _remove(_STATE)
+    if free_kb * 1024 > _free_bytes() + offset:
+        raise VerifyError("not enough free space: the release needs %d kB, %d kB free" % (free_kb, _free_bytes() // 1024))
+    if not quiet:
+        _log("info", "new version %s is available%s" % (version, " (resuming at byte %d)" % offset if offset else ""))
+    if sha:  # a download cut short can be resumed, and checked against the hash
+        _write_state("partial", version, 0, sha, archive, excluded)
+    size, digest = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha, offset, free_kb)
+    _write_state("ready", version, size, digest, archive, excluded)
+    return True
+
+
+def install_new_firmware(quiet=False):
+    """Install the release that check_for_updates() downloaded; True when done."""
+    try:
+        return _public(_install_downloaded, quiet)
+    finally:
+        _unload(_INSTALL_STEP)
+
+
+def _install_downloaded(quiet, _a, _b):
+    from ._cfg import _read_cfg
+    from ._install import _install
+
+    cfg = _read_cfg()
+    if _recover(cfg, quiet):
+        return True
+    state = _read_state()
+    if not state or state[0] != "ready":
+        raise VerifyError("no verified download to install")
+    st = _stat(state[4])
+    if not st or st[6] != state[2]:
+        _clear_state(state)
+        raise VerifyError("the downloaded archive is missing or incomplete")
+    _install(state, cfg, quiet)
+    return True
+
+
+def recover(quiet=False):
+    """Call first in boot.py: finishes an install a reset interrupted. Cheap otherwise."""
+    if not _exists(_STATE) and not _exists(_STATE + _TMP_SUFFIX):
+        return False
+    return _public(_recover_now, quiet)
+
+
+def _recover_now(quiet, _a, _b):
+    from ._cfg import _read_cfg
+
+    return _recover(_read_cfg(), quiet)
+
+
+def _recover(cfg, quiet):
+    """Finish an interrupted install; True when one was completed."""
+    state = _read_state()
+    if not state or state[0] not in ("installing", "retry"):
+        return False
+    from ._install import _finish
+
+    return _finish(state, cfg, quiet)
