@@ -43,7 +43,7 @@ class UnixPortMissing(RuntimeError):
 
 
 def _missing(version, why):
-    tag = "v" + version
+    tag = "v1.17" if version == "1.17.0" else "v" + version  # MicroPython's tags since 1.20 say .0
     return UnixPortMissing(
         "MicroPython's unix port %s is not available: %s. It is built by build.sh from "
         "%s (a folder beside this repository with build.sh and micropython-%s-unix.tar.gz). "
