@@ -151,7 +151,10 @@ def recover(quiet=False):
     """Call first in boot.py: finishes an install a reset interrupted. Cheap otherwise."""
     if not _exists(_STATE) and not _exists(_STATE + _TMP_SUFFIX):
         return False
-    return _public(_recover_now, quiet)
+    try:
+        return _public(_recover_now, quiet)
+    finally:
+        _unload(_INSTALL_STEP)  # the application runs next: leave it the heap
 
 
 def _recover_now(quiet, _a, _b):
