@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from uota.device import uota  # noqa: E402
-from uota.device.uota import _cfg, _core, _http, _install, _latest, _paths, _tar  # noqa: E402
+from uota.device.uota import _cfg, _core, _http, _install, _latest, _paths, _response, _tar, _verify  # noqa: E402
 
 VERSION = "1.1.0"  # what the archives' version member says
 FILENAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+~")
@@ -49,11 +49,11 @@ class ByteStream:
 
 def read_response(stream):
     """(status, body) of the HTTP response in stream, read as the device reads one."""
-    line = bytearray(_http._LINE_MAX)
-    head = _http._read_head(stream, line)
+    line = bytearray(_response._LINE_MAX)
+    head = _response._read_head(stream, line)
     location = head[3]
     assert location is None or all("!" <= c <= "~" for c in location), "a Location that could change a request"
-    response = _http._Response(stream, stream, head, line)
+    response = _response._Response(stream, stream, head, line)
     body = bytearray()
     buf = memoryview(bytearray(_tar._CHUNK))
     while True:
@@ -176,19 +176,23 @@ def install_archive(archive):
     Returns the root's files after a complete install, or None when the archive was refused;
     a refused archive leaves the root as it was, less the archive. Whatever the archive,
     the excluded file keeps its bytes, every path written is in the canonical form, nothing
-    fails after validation (all is checked before the first write), and the device
+    fails after the check (all is checked before the first write), and the device
     converges: recover() afterwards has nothing to finish.
     """
     with _device_folder() as (base, root):
         before = tree(root)
         (root / "fw.tmp").write_bytes(archive)
-        excluded = _cfg._read_cfg()["excluded_files"]
-        _core._write_state("ready", VERSION, len(archive), hashlib.sha256(archive).hexdigest(), "fw.tmp", excluded)
-        try:
-            _install._install(_core._read_state(), _cfg._read_cfg(), True)
-            installed = True
+        cfg = _cfg._read_cfg()
+        try:  # as check_for_updates() checks the download, then install_new_firmware()
+            delete, need = _verify.check_archive(VERSION, "fw.tmp", cfg, bytearray(_tar._CHUNK))
         except _core.UotaError:
+            os.remove("fw.tmp")
             installed = False
+        else:
+            _core._write_state("ready", VERSION, len(archive), hashlib.sha256(archive).hexdigest(), "fw.tmp",
+                               cfg["excluded_files"], delete, need)
+            _install._install(_core._read_state(), True)  # fails only as a test failure
+            installed = True
         finally:
             assert [p.name for p in base.iterdir()] == ["root"], "written outside the device root"
         assert _core._read_state() is None, "the install left a journal: it failed after validation"

@@ -323,7 +323,7 @@ REFUSED_ALIASES = [  # one of the device's own files in other case, or a FAT-onl
     pytest.param("UOTA.CFG", device_cfg("http://evil.example/", excluded_files=[]).encode(), id="cfg-upper-case"),
     pytest.param("Uota.Cfg", device_cfg("http://evil.example/", excluded_files=[]).encode(), id="cfg-mixed-case"),
     pytest.param("Version", b"1.1.0", id="version-capitalised"),
-    pytest.param("UOTA.STATE", b"failed;1.1.0;0;%s;fw.tmp\nend\n" % (b"0" * 64), id="state-upper-case"),
+    pytest.param("UOTA.STATE", b"failed;1.1.0;0;%s;fw.tmp;0\nend\n" % (b"0" * 64), id="state-upper-case"),
     pytest.param("FW.TMP", b"not the archive", id="archive-upper-case"),
     pytest.param("main.py.UOTA-NEW", b"print('stray')\n", id="temporary-name-upper-case"),
     pytest.param("WIFI~1.JSO", EVIL, id="excluded-file-short-name"),
@@ -343,7 +343,7 @@ def test_an_archive_aliasing_a_device_file_is_refused_and_changes_nothing(site, 
 
     (found, installed), errors = board.update()
 
-    assert (found, installed) == (True, False)
+    assert (found, installed) == (False, False)  # refused by the check, never planned
     assert len(errors) == 1 and ("would overwrite" in errors[0] or "unsafe path" in errors[0]), errors
     assert board.tree() == before  # byte for byte; the archive and uota.state are gone too
 
@@ -375,7 +375,7 @@ def test_a_name_too_long_for_its_temporary_name_is_refused_before_anything_is_wr
 
     (found, installed), errors = board.update()
 
-    assert (found, installed) == (True, False)
+    assert (found, installed) == (False, False)  # refused by the check, never planned
     assert len(errors) == 1 and "unsafe path" in errors[0], errors
     assert board.tree() == before
 
@@ -414,14 +414,14 @@ FOLDERS = 150  # each costs 2 blocks of 4 KB: 300, over the ~245 the 1 MB chip h
 def test_folders_made_implicitly_that_exceed_the_free_space_are_refused_before_the_first_write(site, filesystem):
     board = Board(filesystem, OLD, site.url)
     before = board.tree()
-    hostile_release(site, "1.1.0", *(("d%03d/x.py" % i, b"x = %d\n" % i) for i in range(FOLDERS)))  # no folder entries
-    assert board.check() == (True, [])
-    free_blocks = board.fs.statvfs(".")[3]
+    archive = hostile_release(site, "1.1.0", *(("d%03d/x.py" % i, b"x = %d\n" % i) for i in range(FOLDERS)))  # no folder entries
+    bsize, _, _, free_blocks = board.fs.statvfs(".")[:4]
+    free_blocks -= -(-archive.stat().st_size // bsize)  # once the archive is down
     assert FOLDERS < free_blocks < 2 * FOLDERS  # the files alone fit; their folders do not
 
-    done, errors = board.install()
+    found, errors = board.check()
 
-    assert not done
+    assert not found
     assert len(errors) == 1 and "kB" in errors[0], errors
     assert board.tree() == before
 
@@ -454,9 +454,16 @@ def fail_install(site, filesystem, op, target, half=False):
     return board, release, done, errors
 
 
-def state_record(phase, release):
-    return "%s;1.1.0;%d;%s;%s\n%send\n" % (
-        phase, release.archive_path.stat().st_size, release.sha256, ARCHIVE, EXCLUDED_RECORD)
+def state_record(phase, release, need=0, delete=""):
+    return "%s;1.1.0;%d;%s;%s;%d\n%s%send\n" % (
+        phase, release.archive_path.stat().st_size, release.sha256, ARCHIVE, need, EXCLUDED_RECORD, delete)
+
+
+def retry_record(release, tree):
+    """The retry record the install left: the ready record with its phase changed, with
+    the flash its install needs as the check found it and the release's delete list."""
+    need = int(tree[STATE].split(b"\n")[0].split(b";")[5])
+    return state_record("retry", release, need, ":lib/retired.py\n")
 
 
 def failed_record(release):
@@ -478,7 +485,7 @@ def test_an_install_failing_on_flash_returns_false_and_is_retried_once_by_recove
 
     assert (done, errors) == (False, ["uota: %s" % OSError(errno.EIO)])
     tree = board.tree()
-    assert tree.get(STATE, b"").decode() == state_record("retry", release)
+    assert tree.get(STATE, b"").decode() == retry_record(release, tree)
     assert ARCHIVE in tree
 
 

@@ -334,7 +334,7 @@ def partial_download(device, archive, kept):
     sha = __import__("hashlib").sha256(archive.read_bytes()).hexdigest()
     write_tree(device.root, {
         "fw.tmp": archive.read_bytes()[:kept],
-        "uota.state": "partial;1.1.0;0;%s;fw.tmp\nwifi.json\nend\n" % sha,
+        "uota.state": "partial;1.1.0;0;%s;fw.tmp;0\nwifi.json\nend\n" % sha,
     })
 
 

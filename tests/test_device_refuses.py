@@ -1,7 +1,8 @@
 """Bad input gets a clear error and changes nothing on the device.
 
 A wrong `latest` is refused before anything is downloaded; a broken or hostile archive is
-refused by the validating pass before the first byte is written, and is deleted.
+refused by check_for_updates(), which checks it whole as soon as it is downloaded, so that
+the device never plans to install it; it is deleted.
 """
 
 import gzip
@@ -115,7 +116,7 @@ OWN_FILE_ALIASES = [
     pytest.param([file_member("UOTA.CFG", b"{}")], id="cfg-upper"),
     pytest.param([file_member("Uota.Cfg", b"{}")], id="cfg-mixed"),
     pytest.param([file_member("VERSION", b"6.6.6\n")], id="version-upper"),
-    pytest.param([file_member("UOTA.STATE", b"installing;1.1.0;0;x;../x\nend\n")], id="state-upper"),
+    pytest.param([file_member("UOTA.STATE", b"installing;1.1.0;0;x;../x;0\nend\n")], id="state-upper"),
     pytest.param([file_member("FW.TMP", b"x")], id="archive-upper"),
     pytest.param([file_member("main.py.UOTA-NEW", b"x")], id="temporary-upper"),
 ]
@@ -171,7 +172,7 @@ def test_hostile_archive_changes_nothing_and_is_deleted(runtime, tmp_path, relea
 
     result, log = device.update()
 
-    assert result == "True False", log
+    assert result == "False False", log
     assert device.files() == before
     assert not (tmp_path / "outside.py").exists()
 
@@ -186,7 +187,7 @@ def test_corrupt_archive_without_hash_is_refused_before_writing(runtime, tmp_pat
     server = release_server(dist)
     device = make_device(runtime, tmp_path, server.url)
 
-    log = assert_update_changes_nothing(device, "True False")
+    log = assert_update_changes_nothing(device, "False False")
     assert "archive" in log
 
 
@@ -198,7 +199,7 @@ def test_not_a_gzip_file_is_refused(runtime, tmp_path, release_server):
     server = release_server(dist)
     device = make_device(runtime, tmp_path, server.url)
 
-    assert_update_changes_nothing(device, "True False")
+    assert_update_changes_nothing(device, "False False")
 
 
 def test_decompression_bomb_is_refused_before_writing(runtime, tmp_path, release_server):
@@ -223,13 +224,13 @@ def test_decompression_bomb_is_refused_before_writing(runtime, tmp_path, release
         "        return getattr(os, name)\n"
         "    def statvfs(self, path):\n"
         "        return (4096, 4096, 128, 64, 64, 0, 0, 0, 0, 255)\n"
-        "from uota import _core, _install\n"
-        "_core.os = _install.os = SmallBoard()\n"
+        "from uota import _core, _verify\n"
+        "_core.os = _verify.os = SmallBoard()\n"
         "found = uota.check_for_updates()\n"
         "print(found, found and uota.install_new_firmware())\n"
     )
 
-    assert result == "True False", log
+    assert result == "False False", log
     assert "kB" in log
     assert device.files() == before
 
@@ -271,7 +272,7 @@ def test_version_member_that_is_not_text_is_refused(runtime, tmp_path, release_s
     publish(dist, "1.1.0", archive)
     device = make_device(runtime, tmp_path, release_server(dist).url)
 
-    log = assert_update_changes_nothing(device, "True False")
+    log = assert_update_changes_nothing(device, "False False")
     assert "not text" in log
 
 
@@ -295,7 +296,7 @@ def test_member_under_a_link_on_the_device_is_refused(linked_device):
     good = [file_member("main.py", b"print('new')\n"), file_member("version", b"1.1.0\n")]
     publish(dist, "1.1.0", tar_members(dist / "fw.tar.gz", good + [file_member("shared/secret.txt", b"stolen")]))
 
-    log = assert_update_changes_nothing(device, "True False")
+    log = assert_update_changes_nothing(device, "False False")
     assert "link" in log
     assert (outside / "secret.txt").read_text() == "keep\n"
 
@@ -305,7 +306,7 @@ def test_delete_through_a_link_on_the_device_is_refused(linked_device):
     members = [file_member("version", b"1.1.0\n"), _cfg_member(delete=["shared/secret.txt"])]
     publish(dist, "1.1.0", tar_members(dist / "fw.tar.gz", members))
 
-    log = assert_update_changes_nothing(device, "True False")
+    log = assert_update_changes_nothing(device, "False False")
     assert "link" in log
     assert (outside / "secret.txt").read_text() == "keep\n"
 
@@ -333,12 +334,12 @@ def test_running_out_of_ram_while_checking_the_archive_ends_cleanly(runtime, tmp
     result, log = device.call(
         "def no_ram(*args):\n"
         "    raise MemoryError\n"
-        "from uota import _install\n"
-        "_install._new_folder = no_ram  # the archive's first folder fills the heap\n"
+        "from uota import _verify\n"
+        "_verify._new_folder = no_ram  # the archive's first folder fills the heap\n"
         "found = uota.check_for_updates()\n"
         "print(found, found and uota.install_new_firmware(), uota.recover())\n"
     )
 
-    assert result == "True False False", log
+    assert result == "False False False", log
     assert "not enough RAM" in log
     assert device.files() == before

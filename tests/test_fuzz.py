@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 FUZZ_DIR = Path(__file__).resolve().parent.parent / "fuzz"
 sys.path.insert(0, str(FUZZ_DIR))
 
-from uota.device.uota import _cfg, _core, _http, _latest, _tar  # noqa: E402
+from uota.device.uota import _cfg, _core, _http, _latest, _response, _tar  # noqa: E402
 from invariants import (  # noqa: E402
     VERSION,
     ByteStream,
@@ -469,8 +469,8 @@ def test_an_archive_of_many_distinct_folders_is_refused_within_a_memory_bound():
 
 
 def read_some_body(stream, amount=1 << 20):
-    line = bytearray(_http._LINE_MAX)
-    response = _http._Response(stream, stream, _http._read_head(stream, line), line)
+    line = bytearray(_response._LINE_MAX)
+    response = _response._Response(stream, stream, _response._read_head(stream, line), line)
     buf = memoryview(bytearray(_tar._CHUNK))
     while amount > 0:
         amount -= response.readinto(buf)
@@ -493,7 +493,7 @@ def test_gigabyte_of_headers_is_refused_without_reading_it_all(fill):
 
     def read_head():
         with pytest.raises(_core.DownloadError):
-            _http._read_head(stream, bytearray(_http._LINE_MAX))
+            _response._read_head(stream, bytearray(_response._LINE_MAX))
 
     assert peak_allocation(read_head) < MEMORY_BOUND
     assert stream.left > 10**9 - 10**5

@@ -106,13 +106,13 @@ def test_a_stray_temporary_file_is_bricked(releases):
 
 
 def test_an_unfinished_download_beside_the_old_release_is_legal(releases):
-    state = "partial;%s;0;%s;fw.tmp\nwifi.json\nend\n" % (NEW_VERSION, "0" * 64)
+    state = "partial;%s;0;%s;fw.tmp;0\nwifi.json\nend\n" % (NEW_VERSION, "0" * 64)
     tree = dict(releases.old_tree, **{"fw.tmp": b"\x1f\x8b", "uota.state": state.encode()})
     assert judge(tree, releases) == ("old", "")
 
 
 def test_an_install_journal_beside_the_old_release_is_bricked(releases):
-    state = "installing;%s;9;%s;fw.tmp\nend\n" % (NEW_VERSION, "0" * 64)
+    state = "installing;%s;9;%s;fw.tmp;0\nend\n" % (NEW_VERSION, "0" * 64)
     tree = dict(releases.old_tree, **{"uota.state": state.encode()})
     assert judge(tree, releases)[0] == "bricked"
 

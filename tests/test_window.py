@@ -152,7 +152,7 @@ def test_heap_that_fits_a_4k_window_refuses_a_32k_one_before_writing(tmp_path, d
     plain_tar_release(tmp_path, dist)
     device = make_device(BoardDevice(tmp_path / "device", smallest), server.url)
 
-    log = assert_update_changes_nothing(device, "True False")
+    log = assert_update_changes_nothing(device, "False False")
 
     assert "not enough RAM for the 32768-byte window" in log
     assert "--window-bits" in log

@@ -4,5 +4,19 @@
 #     include("$(MPY_DIR)/ports/esp32/boards/manifest.py")
 #     include("/path/to/uota/src/uota/device/manifest.py")
 # package.json beside this file lists the same files for mip; keep the two in step.
+# _cpython.py is left out: only CPython loads it.
 metadata(version="0.1.0", description="Over-the-air updates: check, download, verify, install, recover.")
-package("uota", opt=3)
+package("uota", files=[
+    "__init__.py",
+    "_cfg.py",
+    "_core.py",
+    "_fetch.py",
+    "_http.py",
+    "_install.py",
+    "_latest.py",
+    "_paths.py",
+    "_pin.py",
+    "_response.py",
+    "_tar.py",
+    "_verify.py",
+], opt=3)

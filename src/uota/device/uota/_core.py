@@ -168,9 +168,11 @@ def _write_atomic(path, text):
     os.rename(tmp, path)  # atomic on littlefs; FAT removes then renames: recover() mends
 
 
-def _write_state(phase, version, size, sha, archive, excluded):
-    lines = ["%s;%s;%d;%s;%s" % (phase, version, size, sha, archive)]
+def _write_state(phase, version, size, sha, archive, excluded, delete=(), need=0):
+    lines = ["%s;%s;%d;%s;%s;%d" % (phase, version, size, sha, archive, need)]
     lines.extend(excluded)
+    for entry in delete:
+        lines.append(":" + entry)  # ':' is in no safe path
     lines.append("end\n")
     _write_atomic(_STATE, "\n".join(lines))
 
@@ -193,9 +195,12 @@ def _state_from(path):
     if len(lines) < 3 or lines[-2] != "end":
         return None
     fields = lines[0].split(";")
-    if len(fields) != 5 or not fields[2].isdigit():
+    if len(fields) != 6 or not fields[2].isdigit() or not fields[5].isdigit():
         return None
-    return fields[0], fields[1], int(fields[2]), fields[3], fields[4], lines[1:-2]
+    entries = lines[1:-2]
+    excluded = [entry for entry in entries if entry[:1] != ":"]
+    delete = [entry[1:] for entry in entries if entry[:1] == ":"]
+    return fields[0], fields[1], int(fields[2]), fields[3], fields[4], excluded, delete, int(fields[5])
 
 
 def _clear_state(state):

@@ -1,8 +1,9 @@
-# HTTP/1.1 client over the firmware's socket and ssl, and the streamed download.
+# HTTP/1.1 requests over the firmware's socket and ssl: connect, TLS and its pin,
+# redirects, and a socket stream paced against a minimum rate.
 
-from ._core import (VERSION, _STATE, DownloadError, VerifyError, _copy, _free_bytes, _hex, _number,
-                    _remove, _sha256, const)
+from ._core import VERSION, DownloadError, VerifyError, const
 from ._cfg import _check_headers, _split_url
+from ._response import _LINE_MAX, _read_head, _Response
 
 try:  # a millisecond clock; MicroPython's wraps, hence ticks_diff
     from time import ticks_ms as _ticks_ms, ticks_diff as _ticks_diff
@@ -16,9 +17,6 @@ except ImportError:  # CPython
         return a - b
 
 
-_CHUNK = const(1024)
-_LINE_MAX = const(512)  # longest HTTP header line accepted
-_HEADERS_MAX = const(8192)  # whole header block
 _REDIRECTS_MAX = const(5)
 _PIN_FAILED = (
     "Certificate pinning failed, the hash of server public key does not match. "
@@ -56,54 +54,6 @@ def _join_url(base, location):
     return origin + path[: path.rfind("/") + 1] + location
 
 
-class _Response:
-    """An HTTP response body with readinto(), bounded by Content-Length or chunks."""
-
-    def __init__(self, sock, stream, head, line):
-        self.status, length, chunked, _, self.range_start = head
-        self.sock = sock
-        self.stream = stream
-        self.length = length  # None when the server closes to end the body
-        self.left = length if length is not None else -1
-        self.chunked = chunked
-        self.one = bytearray(1)
-        self.line = line  # reused for chunk-size lines
-        if chunked:
-            self.left = self._chunk_size()
-
-    def readinto(self, buf):
-        if self.left == 0:
-            return 0
-        if 0 < self.left < len(buf):
-            buf = buf[: self.left]  # callers pass memoryviews
-        n = self.stream.readinto(buf)
-        if not n:
-            if self.left > 0:
-                raise DownloadError("connection closed before the end of the body")
-            self.left = 0
-            return 0
-        if self.left > 0:
-            self.left -= n
-            if self.left == 0 and self.chunked:
-                _readline(self.stream, self.one, self.line)  # CRLF after the data
-                self.left = self._chunk_size()
-        return n
-
-    def _chunk_size(self):
-        n = _readline(self.stream, self.one, self.line)
-        size = _number(self.line, 0, n, 16)
-        if size < 0:
-            raise DownloadError("bad chunk size")
-        if size == 0:
-            self.chunked = False  # trailers are not read: the connection closes
-        return size
-
-    def close(self):
-        if self.stream is not self.sock:
-            self.stream.close()
-        self.sock.close()
-
-
 class _Paced:
     """The socket as a stream that ends the transfer when the server sends slower than
     min_rate bytes/s on average since the request, after a grace of `timeout` seconds
@@ -139,31 +89,6 @@ class _Paced:
         if self.stream is not self.sock:
             self.stream.close()
         self.sock.close()
-
-
-def _starts_with(buf, n, prefix):
-    """Case-insensitive test of buf[:n] against a lower-case bytes prefix, allocating nothing."""
-    if n < len(prefix):
-        return False
-    for i in range(len(prefix)):
-        if buf[i] | 0x20 != prefix[i] | 0x20:
-            return False
-    return True
-
-
-def _readline(stream, one, line):
-    """Read one header line into `line` a byte at a time; return its length without CRLF."""
-    n = 0
-    while True:
-        if not stream.readinto(one):
-            raise DownloadError("connection closed in the headers")
-        c = one[0]
-        if c == 10:
-            return n - 1 if n and line[n - 1] == 13 else n
-        if n == len(line):
-            raise DownloadError("header line longer than %d bytes" % len(line))
-        line[n] = c
-        n += 1
 
 
 def _request(url, cfg, pin, offset=0):
@@ -227,100 +152,3 @@ def _send_request(stream, host, port, path, headers, offset):
     while data:
         n = stream.write(data)
         data = data[n:] if n else data
-
-
-def _read_head(stream, line):
-    """(status, Content-Length or None, chunked, Location or None, Content-Range start or -1)."""
-    one = bytearray(1)
-    n = _readline(stream, one, line)
-    status = _number(line, 9, 12, 10)
-    if n < 12 or not _starts_with(line, n, b"http/") or status < 100:
-        raise DownloadError("not an HTTP response")
-    length, chunked, location, range_start = None, False, None, -1
-    total = n
-    while True:
-        n = _readline(stream, one, line)
-        total += n + 2
-        if total > _HEADERS_MAX:
-            raise DownloadError("response headers larger than %d bytes" % _HEADERS_MAX)
-        if not n:
-            return status, length, chunked, location, range_start
-        # Only four headers matter; they are recognised in the buffer, not as strings.
-        if _starts_with(line, n, b"content-length:"):
-            length = _number(line, 15, n, 10)
-            if length < 0:
-                raise DownloadError("bad Content-Length")
-        elif _starts_with(line, n, b"transfer-encoding:"):
-            chunked = b"chunked" in bytes(line[18:n]).lower()
-        elif _starts_with(line, n, b"location:"):
-            location = bytes(line[9:n]).strip()
-            for c in location:  # it goes into the next request line
-                if not 32 < c < 127:
-                    raise DownloadError("redirect to an unsafe Location")
-            location = location.decode()
-        elif _starts_with(line, n, b"content-range:"):  # "bytes 100-199/200"
-            value = bytes(line[14:n]).strip()
-            if value.startswith(b"bytes "):
-                range_start = _number(value, 6, len(value), 10)
-
-
-def _fetch_small(url, cfg, pin, limit):
-    response = _request(url, cfg, pin)
-    try:
-        data = bytearray(limit + 3)
-        n = 0
-        while n < len(data):
-            got = response.readinto(memoryview(data)[n:])
-            if not got:
-                break
-            n += got
-        return bytes(data[:n])
-    finally:
-        response.close()
-
-
-def _download(url, path, cfg, pin, sha, offset, free_kb=0):
-    """Stream url into path from byte `offset` (what an earlier try left), hashing on the fly.
-
-    The archive is at most latest's free_kB when it gives one (that counts the archive
-    too), else what fits in the free space: a longer one is refused by its Content-Length
-    before anything is written, or as it runs over. Returns (size, sha256 hex). A failed
-    download with a known hash is kept to be resumed, unless it cannot be the archive.
-    """
-    buf = memoryview(bytearray(_CHUNK))
-    hasher = _sha256()
-    if offset:
-        with open(path, "rb") as f:  # the bytes already there count towards the hash
-            _copy(f, buf, hasher.update)
-    response = _request(url, cfg, pin, offset)
-    try:
-        if response.status == 206 and response.range_start != offset:
-            response.close()
-            return _download(url, path, cfg, pin, sha, 0, free_kb)
-        if response.status == 416:  # the file was whole when a cut lost its "ready" record
-            response.left = response.length = 0  # so the hash of what is there decides
-        if response.status == 200 and offset:  # the server ignores Range: start over
-            hasher = _sha256()
-            offset = 0
-        if free_kb:  # the bytes that may still come
-            limit, why = free_kb * 1024 - offset, "the %d kB latest announces" % free_kb
-        else:
-            limit, why = _free_bytes(), "the free space"
-        if limit < 0 or response.length is not None and response.length > limit:
-            raise VerifyError("the archive is larger than " + why)
-        with open(path, "ab" if offset else "wb") as f:
-            size = offset + _copy(response, buf, f.write, hasher, limit, why)
-    except BaseException as e:
-        # Without a hash to check a resumed file against, never resume; nor what is too long.
-        if not sha or isinstance(e, VerifyError):
-            _remove(path)
-            _remove(_STATE)
-        raise
-    finally:
-        response.close()
-    digest = _hex(hasher.digest())
-    if sha and digest != sha:
-        _remove(path)
-        _remove(_STATE)
-        raise VerifyError("SHA-256 of the download does not match latest")
-    return size, digest

@@ -17,37 +17,12 @@ def _gunzip(f, wbits):
     except ImportError:
         pass
     try:
-        import zlib
-    except ImportError:
-        import uzlib as zlib
-    if hasattr(zlib, "DecompIO"):  # MicroPython < 1.21
-        return zlib.DecompIO(f, 16 + wbits)
-    return _ZlibStream(f, zlib)
+        import uzlib  # MicroPython < 1.21
+    except ImportError:  # CPython, whose zlib has no such stream: code a board never loads
+        from ._cpython import ZlibStream
 
-
-class _ZlibStream:
-    # CPython has no streaming gzip reader with readinto() that bounds its output.
-    def __init__(self, f, zlib):
-        self.f = f
-        self.error = zlib.error
-        self.z = zlib.decompressobj(47)
-        self.pending = b""
-
-    def readinto(self, buf):
-        try:
-            while not self.pending:
-                if self.z.eof:
-                    return 0
-                data = self.z.unconsumed_tail or self.f.read(_CHUNK)
-                if not data:
-                    raise VerifyError("archive is truncated")
-                self.pending = self.z.decompress(data, len(buf))
-        except self.error as e:
-            raise VerifyError("archive is not a valid gzip file: %s" % e)
-        n = min(len(self.pending), len(buf))
-        buf[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
+        return ZlibStream(f)
+    return uzlib.DecompIO(f, 16 + wbits)
 
 
 def window_bits(header):

@@ -1,0 +1,108 @@
+# The archive's check, in check_for_updates() right after the download: one pass over it,
+# before the device plans to install it, for everything that could make the install fail
+# or reach what it must not. The install then trusts it and decompresses it only once.
+
+import os
+
+from ._core import _OWN_FILES, _STATE, _TMP_SUFFIX, VerifyError, _free_bytes, _is_dir, _is_link, _stat, const
+from ._paths import _excluded, _new_parent, _parents
+from ._tar import _Tar
+
+_PATHS_MAX = const(2000)  # distinct files and folders one archive may name
+_CFG_MAX = const(4096)  # the largest uota.cfg
+
+
+def check_archive(version, archive, cfg, buf):
+    """(delete list, flash bytes the install needs at its peak), or VerifyError."""
+    excluded = cfg["excluded_files"]
+    protected = (archive.lower(), _STATE)  # compared lower-cased, as FAT finds names
+    delete = cfg["delete"]
+    bsize = os.statvfs(".")[0]
+    free = _free_bytes()
+    growth = peak = 0
+    checked = ""
+    # Hashes of the lower-cased paths the archive makes files and folders (one path may not
+    # be both), and of the folders already counted. A collision refuses a good archive,
+    # which is safe; whole names would cost more RAM.
+    files, folders = set(), set()
+    tar = _Tar(archive, buf)
+    try:
+        while True:
+            path = tar.next()
+            if path is None:
+                break
+            if not path:
+                continue  # the root
+            is_dir, size = tar.is_dir, tar.left
+            key = path.lower()
+            if key in protected or key.endswith(_TMP_SUFFIX) or key in _OWN_FILES and key != path:
+                raise VerifyError("archive would overwrite %r" % path)
+            if is_dir and size:
+                raise VerifyError("archive has directory %r with data" % path)
+            if path == "version":
+                if size > 64 or tar._read_small(size).decode().strip() != version:
+                    raise VerifyError("the archive's version file does not say %s" % version)
+                continue
+            if _excluded(key, excluded):
+                continue
+            parent = _new_parent(path, checked)
+            if parent:
+                for step in _parents(parent):  # each must be a directory, or be made one
+                    growth += _new_folder(step, files, folders, bsize)
+                checked = parent
+            if is_dir:
+                growth += _new_folder(path, files, folders, bsize)
+                continue
+            if hash(key) in folders:
+                raise VerifyError("archive has %r as both a file and a folder" % path)
+            files.add(hash(key))
+            if len(files) + len(folders) > _PATHS_MAX:
+                raise VerifyError("archive names more than %d paths" % _PATHS_MAX)
+            if path == "uota.cfg":
+                if size > _CFG_MAX:
+                    raise VerifyError("the archive's uota.cfg is too large")
+                from ._cfg import check_cfg, parse_cfg
+
+                delete = check_cfg(parse_cfg(tar._read_small(size).decode()))["delete"]
+            st = _stat(path)
+            if _is_dir(st):
+                raise VerifyError("archive has file %r where the device has a directory" % path)
+            old = st[6] if st else 0
+            blocks = (size + bsize - 1) // bsize * bsize
+            peak = max(peak, growth + blocks + bsize)
+            growth += blocks - (old + bsize - 1) // bsize * bsize
+            if peak > free:  # refuse a decompression bomb at its first oversized member
+                raise VerifyError("the release needs %d kB more than the %d kB free" % ((peak - free + 1023) // 1024, free // 1024))
+    except ValueError:  # text members that are not UTF-8
+        raise VerifyError("the archive's version or uota.cfg is not text")
+    except MemoryError:
+        raise VerifyError("not enough RAM to check the archive")
+    finally:
+        tar.close()
+    kept = protected + _OWN_FILES + tuple(excluded)
+    for entry in delete:
+        key = entry.lower()
+        for name in kept:  # neither the entry, nor a folder holding it, nor one under it
+            if _excluded(key, (name,)) or _excluded(name, (key,)):
+                raise VerifyError("uota.cfg: delete may not name %r" % entry)
+        for step in _parents(entry):
+            if step != entry and _is_link(step):
+                raise VerifyError("uota.cfg: delete may not reach through the link %r" % step)
+    return delete, peak
+
+
+def _new_folder(path, files, folders, bsize):
+    """The flash a folder the archive makes or uses costs (none when it exists or was
+    counted already); VerifyError where the device or the archive has a file or a link."""
+    h = hash(path.lower())
+    if h in folders:
+        return 0
+    if h in files:
+        raise VerifyError("archive has %r as both a file and a folder" % path)
+    folders.add(h)
+    st = _stat(path)
+    if st is None:
+        return 2 * bsize
+    if not _is_dir(st) or _is_link(path):
+        raise VerifyError("archive puts %r where the device has a file or a link" % path)
+    return 0
