@@ -69,7 +69,7 @@ LATEST_FILE = "latest"
 
 _FLASH_BLOCK = 4096
 # A 4 KB window: the archive grows about 2% against 32 KB (tar -czf), and each of the device's
-# two passes over the archive needs 28 KB less RAM. Measured in docs/performance.md.
+# two passes over the archive (its check, its install) needs 28 KB less RAM. Measured in docs/performance.md.
 DEFAULT_WINDOW_BITS = 12
 WINDOW_BITS_RANGE = range(9, 16)
 # Plain names only: no path separators, nothing that would break `latest`.

@@ -79,8 +79,8 @@ MAIN_TEMPLATE = """\
 # main.py: once the network is up (connect in boot.py or here), install a newer release
 # if there is one and restart into it. Written by `uota init`: make it yours.
 import uota
-if uota.check_for_updates():          # downloads and verifies a newer release
-    if uota.install_new_firmware():   # validates, then installs it in place
+if uota.check_for_updates():          # downloads a newer release, checks it whole
+    if uota.install_new_firmware():   # installs it in place, in one pass
         import machine
         machine.reset()
 """

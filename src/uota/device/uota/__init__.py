@@ -87,7 +87,7 @@ def _check(quiet, version_check, pubkey_hash):
 
     cfg = _read_cfg()
     _recover(quiet)
-    got = _fetch(cfg, quiet, version_check, pubkey_hash)
+    got = _fetch_release(cfg, quiet, version_check, pubkey_hash)
     if got != "downloaded":
         return got == "ready"
     _unload(_FETCH_STEP)
@@ -104,7 +104,7 @@ def _check(quiet, version_check, pubkey_hash):
     return True
 
 
-def _fetch(cfg, quiet, version_check, pubkey_hash):
+def _fetch_release(cfg, quiet, version_check, pubkey_hash):
     """Fetch latest and, when it names a newer release, download it and record it as
     partial. Returns "newest" (nothing to do), "ready" (downloaded and checked in an
     earlier boot) or "downloaded"."""
