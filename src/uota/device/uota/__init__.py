@@ -100,7 +100,7 @@ def _check(quiet, version_check, pubkey_hash):
     except VerifyError:
         _clear_state(state)
         raise
-    _write_state("ready", *state[1:6], delete, need)
+    _write_state("ready", state[1], state[2], state[3], state[4], state[5], delete, need)  # 1.17: no args after *
     return True
 
 
