@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from uota.device import uota  # noqa: E402
-from uota.device.uota import _cfg, _core, _http, _install, _latest, _paths, _response, _tar, _verify  # noqa: E402
+from uota.device.uota import _cfg, _core, _http, _install, _latest, _paths, _response, _tar, _url, _verify  # noqa: E402
 
 VERSION = "1.1.0"  # what the archives' version member says
 FILENAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+~")
@@ -100,7 +100,7 @@ def check_request(url, headers, offset=0):
     line with a target of printable ASCII, Host, the fixed ones, one per header, no more."""
     sink = RequestSink()
     try:
-        scheme, host, port, path = _cfg._split_url(url)
+        scheme, host, port, path = _url._split_url(url)
         _http._send_request(sink, host, port, path, headers, offset)
     except _core.UotaError:
         assert sink.data == b"", "wrote part of a request it refused"
@@ -184,7 +184,8 @@ def install_archive(archive):
         (root / "fw.tmp").write_bytes(archive)
         cfg = _cfg._read_cfg()
         try:  # as check_for_updates() checks the download, then install_new_firmware()
-            delete, need = _verify.check_archive(VERSION, "fw.tmp", cfg, bytearray(_tar._CHUNK))
+            release_cfg, need = _verify.check_archive(VERSION, "fw.tmp", cfg, bytearray(_tar._CHUNK))
+            delete = _cfg.check_delete(release_cfg, cfg)
         except _core.UotaError:
             os.remove("fw.tmp")
             installed = False

@@ -500,3 +500,37 @@ def test_slow_server_above_min_rate_updates(runtime, tmp_path, dist, server, tri
     assert time.monotonic() - started > 2, "the transfer was not slow enough to test anything"
     assert result == "True True", log
     assert device.files() == expected_after_update(before, NEW)
+
+
+class _CountingSocket:
+    """A real socket that counts its close() calls, as MicroPython 1.20's socket would
+    close its descriptor number again on each."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.closes = 0
+
+    def readinto(self, buf):
+        return self.sock.recv_into(buf)
+
+    def close(self):
+        self.closes += 1
+        self.sock.close()
+
+
+def test_a_response_closes_its_socket_once_however_often_it_is_closed():
+    from uota.device.uota import _http, _response
+
+    server, client = socket.socketpair()
+    server.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    sock = _CountingSocket(client)
+    stream = _http._Paced(sock, {})
+    line = bytearray(_response._LINE_MAX)
+    response = _response._Response(stream, stream, _response._read_head(stream, line), line)
+
+    response.close()
+    response.close()  # as _download does after a 206 from the wrong offset: close, retry, finally
+    stream.close()
+
+    assert sock.closes == 1
+    server.close()

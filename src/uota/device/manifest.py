@@ -18,5 +18,6 @@ package("uota", files=[
     "_pin.py",
     "_response.py",
     "_tar.py",
+    "_url.py",
     "_verify.py",
 ], opt=3)

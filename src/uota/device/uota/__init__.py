@@ -1,11 +1,13 @@
 # uota: over-the-air updates for MicroPython (and CPython) devices.
 #
-# The update flow, top to bottom, in this module; each step loads only the code it needs:
-#   check_for_updates(): recover -> read uota.cfg (_cfg) -> GET latest (_fetch, _http,
-#                        _response, _pin when pinned) -> compare versions (_latest) -> GET the archive into
-#                        tmp_filename, hashing as it streams (resumed with a Range request
-#                        when an earlier try was cut) -> check the whole archive (_verify,
-#                        _tar: names, kinds, sizes, space, the release's uota.cfg) ->
+# The update flow, top to bottom, in this module; each step loads only the code it needs
+# and drops it when done:
+#   check_for_updates(): read uota.cfg (_cfg) -> recover -> GET latest, compare versions,
+#                        GET the archive into tmp_filename, hashing as it streams, resumed
+#                        with a Range request where an earlier try was cut (_fetch, _http,
+#                        _response, _url, _latest; _pin when pinned) -> check the whole
+#                        archive (_verify, _tar: names, kinds, sizes, space) -> check the
+#                        delete list, the release's uota.cfg's if it has one (_cfg) ->
 #                        record it as ready, with what the install needs to know
 #   install_new_firmware(): journal "installing" -> one pass over the archive (_install,
 #                        _tar) writing every file beside its target, renamed over ->
@@ -31,8 +33,7 @@ import gc
 import sys
 
 from ._core import (VERSION, _STATE, _TMP_SUFFIX, DownloadError, UotaError, VerifyError,  # noqa: F401
-                    _clear_state, _exists, _free_bytes, _log, _read_state, _read_version,
-                    _remove, _stat, _write_state, const)
+                    _clear_state, _exists, _log, _read_state, _stat, _write_state, const)
 
 _FAILURES = (UotaError, OSError, ValueError, MemoryError)  # built once: a full heap may raise here
 _MICROPYTHON = sys.implementation.name == "micropython"
@@ -61,9 +62,11 @@ def _step(*names):
 
 # The modules each step loads, unloaded when it is done: MicroPython then frees their
 # code. Built here, as _unload runs when the heap may be full.
-_FETCH_STEP = _step("_fetch", "_http", "_response", "_latest", "_pin")
-_CHECK_STEP = _FETCH_STEP + _step("_verify", "_tar", "_paths", "_cfg")
-_INSTALL_STEP = _step("_install", "_tar", "_paths", "_cfg")
+_CFG_STEP = _step("_cfg")
+_FETCH_STEP = _step("_fetch", "_http", "_response", "_url", "_latest", "_pin")
+_VERIFY_STEP = _step("_verify", "_tar")
+_CHECK_STEP = _FETCH_STEP + _VERIFY_STEP + _step("_cfg", "_paths")
+_INSTALL_STEP = _step("_install", "_tar", "_paths")
 
 
 def _unload(step):
@@ -82,21 +85,20 @@ def check_for_updates(version_check=True, quiet=False, pubkey_hash=b""):
 
 
 def _check(quiet, version_check, pubkey_hash):
-    from ._cfg import _read_cfg
-    from ._verify import check_archive  # loaded first: loading code into a full heap can hang 1.20
-
-    cfg = _read_cfg()
+    cfg = _device_cfg()
     _recover(quiet)
     got = _fetch_release(cfg, quiet, version_check, pubkey_hash)
     if got != "downloaded":
         return got == "ready"
     _unload(_FETCH_STEP)
     gc.collect()
-    # Read again: what the download left is garbage now, and the gzip window gets one free
+    # Read again: what the download left is garbage now, and the window gets one free
     # stretch rather than the gaps between its leftovers.
     state = _read_state()
     try:
-        delete, need = check_archive(state[1], state[4], cfg, bytearray(_CHUNK))
+        release_cfg, need = _check_archive(state, cfg)
+        _unload(_VERIFY_STEP)
+        delete = _delete_list(release_cfg, cfg)
     except VerifyError:
         _clear_state(state)
         raise
@@ -104,49 +106,30 @@ def _check(quiet, version_check, pubkey_hash):
     return True
 
 
-def _fetch_release(cfg, quiet, version_check, pubkey_hash):
-    """Fetch latest and, when it names a newer release, download it and record it as
-    partial. Returns "newest" (nothing to do), "ready" (downloaded and checked in an
-    earlier boot) or "downloaded"."""
-    from ._fetch import _download, _fetch_small
-    from ._latest import _LATEST_MAX, compare_versions, parse_latest
+def _device_cfg():
+    from ._cfg import _read_cfg
 
-    text = _fetch_small(cfg["url"] + "latest", cfg, pubkey_hash, _LATEST_MAX)
-    try:
-        text = text.decode()
-    except ValueError:
-        raise VerifyError("latest is not text")
-    version, filename, free_kb, sha = parse_latest(text)
-    if version_check:
-        current = _read_version()
-        if current is None:
-            raise VerifyError("no version file on the device")
-        if compare_versions(version, current) <= 0:
-            if not quiet:
-                _log("info", "version %s is the newest" % current)
-            return "newest"
-    archive, excluded = cfg["tmp_filename"], cfg["excluded_files"]
-    state = _read_state()
-    if state and state[0] == "failed" and state[1] == version and (not sha or state[3] == sha):
-        raise VerifyError("release %s failed to install: waiting for another" % version)
-    st = _stat(archive)
-    offset = 0
-    if state and state[1] == version and st and (state[3] == sha or not sha and state[0] == "ready"):
-        if state[0] == "ready" and st[6] == state[2]:
-            return "ready"
-        if state[0] == "partial":
-            offset = st[6]
-    if not offset:
-        _remove(_STATE)
-    if free_kb * 1024 > _free_bytes() + offset:
-        raise VerifyError("not enough free space: the release needs %d kB, %d kB free" % (free_kb, _free_bytes() // 1024))
-    if not quiet:
-        _log("info", "new version %s is available%s" % (version, " (resuming at byte %d)" % offset if offset else ""))
-    if sha:  # a download cut short can be resumed, and checked against the hash
-        _write_state("partial", version, 0, sha, archive, excluded)
-    size, sha = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha, offset, free_kb)
-    _write_state("partial", version, size, sha, archive, excluded)  # whole, not checked yet
-    return "downloaded"
+    cfg = _read_cfg()
+    _unload(_CFG_STEP)
+    return cfg
+
+
+def _fetch_release(cfg, quiet, version_check, pubkey_hash):
+    from ._fetch import fetch_release
+
+    return fetch_release(cfg, quiet, version_check, pubkey_hash)
+
+
+def _check_archive(state, cfg):
+    from ._verify import check_archive
+
+    return check_archive(state[1], state[4], cfg, bytearray(_CHUNK))
+
+
+def _delete_list(release_cfg, cfg):
+    from ._cfg import check_delete
+
+    return check_delete(release_cfg, cfg)
 
 
 def install_new_firmware(quiet=False):

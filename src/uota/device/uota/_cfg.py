@@ -1,10 +1,11 @@
 # uota.cfg: read without eval (literals only), and checked the same way for the device's
 # own file and for a release's, so that no release can leave a device unable to update.
+# Loaded to read the device's file, and again after the archive's check for its delete list.
 
-from ._core import DownloadError, VerifyError, _OWN_FILES, _TMP_SUFFIX, _finish_rename, _plain
-from ._paths import _safe_path
+from ._core import _OWN_FILES, _STATE, _TMP_SUFFIX, DownloadError, VerifyError, _finish_rename, _is_link
+from ._paths import _excluded, _parents, _safe_path
+from ._url import _check_headers, _split_url
 
-_OWN_HEADERS = ("host", "connection", "range", "content-length", "transfer-encoding")
 
 
 def parse_cfg(text):
@@ -160,21 +161,6 @@ def check_cfg(cfg):
     return cfg
 
 
-def _check_headers(headers):
-    """Configured headers go on the request as they are: a name must be a token and a
-    value printable ASCII, so that none can add a header or end the request early."""
-    for name, value in headers.items():
-        if not isinstance(name, str) or not isinstance(value, str) or not name:
-            raise VerifyError("uota.cfg: headers must map text to text")
-        if not _plain(name, "!#$%&'*+-.^_`|~"):  # ASCII: CPython lowers "\u212a" to "k"
-            raise VerifyError("uota.cfg: header name %r is not a token" % name)
-        if name.lower() in _OWN_HEADERS:
-            raise VerifyError("uota.cfg: header %s is uota's to send" % name)
-        for c in value:
-            if not (" " <= c <= "~" or c == "\t"):
-                raise VerifyError("uota.cfg: header %s has a control or non-ASCII character" % name)
-
-
 def _entries(cfg, key):
     """cfg[key] as canonical paths, none of them the root."""
     out = []
@@ -185,25 +171,17 @@ def _entries(cfg, key):
     return out
 
 
-def _split_url(url):
-    """(scheme, host in lower case, port, path) of an http(s) URL that can go into a
-    request as it is: printable ASCII without space, a plain host (no user@). Else
-    DownloadError."""
-    for c in url:
-        if not "!" <= c <= "~":
-            raise DownloadError("unsafe URL %r" % url)
-    if url.startswith("https://"):
-        scheme, rest, port = "https", url[8:], 443
-    elif url.startswith("http://"):
-        scheme, rest, port = "http", url[7:], 80
-    else:
-        raise DownloadError("unsupported URL %r" % url)
-    host, _, path = rest.partition("/")
-    if ":" in host:
-        host, _, p = host.partition(":")
-        if not p.isdigit() or int(p) > 65535:
-            raise DownloadError("bad port in URL %r" % url)
-        port = int(p)
-    if not host or not _plain(host, ".-[]:"):
-        raise DownloadError("bad host in URL %r" % url)
-    return scheme, host.lower(), port, "/" + path
+def check_delete(release_cfg, cfg):
+    """The delete list the install applies: the release's uota.cfg's (text, or None when
+    the release has none) or else the device's; VerifyError if it names what it may not."""
+    delete = check_cfg(parse_cfg(release_cfg))["delete"] if release_cfg is not None else cfg["delete"]
+    kept = (cfg["tmp_filename"].lower(), _STATE) + _OWN_FILES + tuple(cfg["excluded_files"])
+    for entry in delete:
+        key = entry.lower()
+        for name in kept:  # neither the entry, nor a folder holding it, nor one under it
+            if _excluded(key, (name,)) or _excluded(name, (key,)):
+                raise VerifyError("uota.cfg: delete may not name %r" % entry)
+        for step in _parents(entry):
+            if step != entry and _is_link(step):
+                raise VerifyError("uota.cfg: delete may not reach through the link %r" % step)
+    return delete

@@ -1,10 +1,54 @@
-# Fetching: `latest` into a bounded buffer, and the archive streamed to flash, hashed on
-# the fly and resumable.
+# Fetching a release: `latest` into a bounded buffer, the version order, and the archive
+# streamed to flash, hashed on the fly and resumed where an earlier try was cut.
 
-from ._core import _STATE, VerifyError, _copy, _free_bytes, _hex, _remove, _sha256, const
+from ._core import (_STATE, VerifyError, _copy, _free_bytes, _hex, _log, _read_state, _read_version,
+                    _remove, _sha256, _stat, _write_state, const)
 from ._http import _request
+from ._latest import _LATEST_MAX, compare_versions, parse_latest
 
 _CHUNK = const(1024)
+
+
+def fetch_release(cfg, quiet, version_check, pubkey_hash):
+    """Fetch latest and, when it names a newer release, download it and record it as
+    partial. Returns "newest" (nothing to do), "ready" (downloaded and checked in an
+    earlier boot) or "downloaded"."""
+    text = _fetch_small(cfg["url"] + "latest", cfg, pubkey_hash, _LATEST_MAX)
+    try:
+        text = text.decode()
+    except ValueError:
+        raise VerifyError("latest is not text")
+    version, filename, free_kb, sha = parse_latest(text)
+    if version_check:
+        current = _read_version()
+        if current is None:
+            raise VerifyError("no version file on the device")
+        if compare_versions(version, current) <= 0:
+            if not quiet:
+                _log("info", "version %s is the newest" % current)
+            return "newest"
+    archive, excluded = cfg["tmp_filename"], cfg["excluded_files"]
+    state = _read_state()
+    if state and state[0] == "failed" and state[1] == version and (not sha or state[3] == sha):
+        raise VerifyError("release %s failed to install: waiting for another" % version)
+    st = _stat(archive)
+    offset = 0
+    if state and state[1] == version and st and (state[3] == sha or not sha and state[0] == "ready"):
+        if state[0] == "ready" and st[6] == state[2]:
+            return "ready"
+        if state[0] == "partial":
+            offset = st[6]
+    if not offset:
+        _remove(_STATE)
+    if free_kb * 1024 > _free_bytes() + offset:
+        raise VerifyError("not enough free space: the release needs %d kB, %d kB free" % (free_kb, _free_bytes() // 1024))
+    if not quiet:
+        _log("info", "new version %s is available%s" % (version, " (resuming at byte %d)" % offset if offset else ""))
+    if sha:  # a download cut short can be resumed, and checked against the hash
+        _write_state("partial", version, 0, sha, archive, excluded)
+    size, sha = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha, offset, free_kb)
+    _write_state("partial", version, size, sha, archive, excluded)  # whole, not checked yet
+    return "downloaded"
 
 
 def _fetch_small(url, cfg, pin, limit):

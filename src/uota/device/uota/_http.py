@@ -2,7 +2,7 @@
 # redirects, and a socket stream paced against a minimum rate.
 
 from ._core import VERSION, DownloadError, VerifyError, const
-from ._cfg import _check_headers, _split_url
+from ._url import _check_headers, _split_url
 from ._response import _LINE_MAX, _read_head, _Response
 
 try:  # a millisecond clock; MicroPython's wraps, hence ticks_diff
@@ -86,9 +86,13 @@ class _Paced:
         return n
 
     def close(self):
-        if self.stream is not self.sock:
-            self.stream.close()
-        self.sock.close()
+        # Once only: MicroPython 1.20's socket.close() closes its descriptor number again,
+        # which by then may be another file's.
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            if self.stream is not sock:
+                self.stream.close()
+            sock.close()
 
 
 def _request(url, cfg, pin, offset=0):

@@ -50,9 +50,11 @@ class _Response:
         return size
 
     def close(self):
-        if self.stream is not self.sock:
-            self.stream.close()
-        self.sock.close()
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            if self.stream is not sock:
+                self.stream.close()
+            sock.close()
 
 
 def _starts_with(buf, n, prefix):

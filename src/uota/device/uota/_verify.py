@@ -13,10 +13,11 @@ _CFG_MAX = const(4096)  # the largest uota.cfg
 
 
 def check_archive(version, archive, cfg, buf):
-    """(delete list, flash bytes the install needs at its peak), or VerifyError."""
+    """(the release's uota.cfg text or None, flash bytes the install needs at its peak),
+    or VerifyError."""
     excluded = cfg["excluded_files"]
     protected = (archive.lower(), _STATE)  # compared lower-cased, as FAT finds names
-    delete = cfg["delete"]
+    release_cfg = None
     bsize = os.statvfs(".")[0]
     free = _free_bytes()
     growth = peak = 0
@@ -61,9 +62,7 @@ def check_archive(version, archive, cfg, buf):
             if path == "uota.cfg":
                 if size > _CFG_MAX:
                     raise VerifyError("the archive's uota.cfg is too large")
-                from ._cfg import check_cfg, parse_cfg
-
-                delete = check_cfg(parse_cfg(tar._read_small(size).decode()))["delete"]
+                release_cfg = tar._read_small(size).decode()  # checked once the window is freed
             st = _stat(path)
             if _is_dir(st):
                 raise VerifyError("archive has file %r where the device has a directory" % path)
@@ -79,16 +78,7 @@ def check_archive(version, archive, cfg, buf):
         raise VerifyError("not enough RAM to check the archive")
     finally:
         tar.close()
-    kept = protected + _OWN_FILES + tuple(excluded)
-    for entry in delete:
-        key = entry.lower()
-        for name in kept:  # neither the entry, nor a folder holding it, nor one under it
-            if _excluded(key, (name,)) or _excluded(name, (key,)):
-                raise VerifyError("uota.cfg: delete may not name %r" % entry)
-        for step in _parents(entry):
-            if step != entry and _is_link(step):
-                raise VerifyError("uota.cfg: delete may not reach through the link %r" % step)
-    return delete, peak
+    return release_cfg, peak
 
 
 def _new_folder(path, files, folders, bsize):
