@@ -27,10 +27,11 @@ from unix_port import UnixPortMissing, compile_tree, run, unix_micropython  # no
 # The budget the device code holds today: the smallest heap (KiB) in which a fresh device
 # completes check_for_updates() then install_new_firmware() of the reference release built
 # with `uota build`'s default 4 KB window, with the uota package installed as .py (as mip
-# installs it), as bench/heap.py measures it. As .py the peak is compiling the largest module.
-HEAP_KIB = {"1.20.0": 51, "1.28.0": 49}
+# installs it), as bench/heap.py measures it (the largest of its runs: the figure moves by a
+# few KiB with the lengths of the paths and the server's port, strings on the same heap).
+HEAP_KIB = {"1.20.0": 51, "1.28.0": 50}
 # The same with the package compiled by that version's mpy-cross: the update's own peak.
-MPY_HEAP_KIB = {"1.20.0": 40, "1.28.0": 38}
+MPY_HEAP_KIB = {"1.20.0": 44, "1.28.0": 38}
 MARGIN_KIB = 8  # less than the 28 KB a 32 KB window needs beyond a 4 KB one
 BOOKKEEPING = {"uota.state", bench.TMP_NAME}  # uota's own journal and download
 

@@ -33,7 +33,7 @@ import gc
 import sys
 
 from ._core import (VERSION, _STATE, _TMP_SUFFIX, DownloadError, UotaError, VerifyError,  # noqa: F401
-                    _clear_state, _exists, _log, _read_state, _stat, _write_state, const)
+                    _clear_state, _exists, _log, _read_state, _remove, _stat, _write_state, const)
 
 _FAILURES = (UotaError, OSError, ValueError, MemoryError)  # built once: a full heap may raise here
 _MICROPYTHON = sys.implementation.name == "micropython"
@@ -91,16 +91,14 @@ def _check(quiet, version_check, pubkey_hash):
     if got != "downloaded":
         return got == "ready"
     _unload(_FETCH_STEP)
-    gc.collect()
-    # Read again: what the download left is garbage now, and the window gets one free
-    # stretch rather than the gaps between its leftovers.
-    state = _read_state()
+    gc.collect()  # what the download left is garbage now: the window gets one free stretch
     try:
-        release_cfg, need = _check_archive(state, cfg)
+        state, release_cfg, need = _check_archive(cfg)
         _unload(_VERIFY_STEP)
         delete = _delete_list(release_cfg, cfg)
     except VerifyError:
-        _clear_state(state)
+        _remove(cfg["tmp_filename"])
+        _remove(_STATE)
         raise
     _write_state("ready", state[1], state[2], state[3], state[4], state[5], delete, need)  # 1.17: no args after *
     return True
@@ -120,10 +118,10 @@ def _fetch_release(cfg, quiet, version_check, pubkey_hash):
     return fetch_release(cfg, quiet, version_check, pubkey_hash)
 
 
-def _check_archive(state, cfg):
+def _check_archive(cfg):
     from ._verify import check_archive
 
-    return check_archive(state[1], state[4], cfg, bytearray(_CHUNK))
+    return check_archive(cfg, bytearray(_CHUNK))
 
 
 def _delete_list(release_cfg, cfg):

@@ -4,7 +4,8 @@
 
 import os
 
-from ._core import _OWN_FILES, _STATE, _TMP_SUFFIX, VerifyError, _free_bytes, _is_dir, _is_link, _stat, const
+from ._core import (_OWN_FILES, _STATE, _TMP_SUFFIX, VerifyError, _free_bytes, _is_dir, _is_link, _read_state,
+                    _stat, const)
 from ._paths import _excluded, _new_parent, _parents
 from ._tar import _Tar
 
@@ -12,10 +13,15 @@ _PATHS_MAX = const(2000)  # distinct files and folders one archive may name
 _CFG_MAX = const(4096)  # the largest uota.cfg
 
 
-def check_archive(version, archive, cfg, buf):
-    """(the release's uota.cfg text or None, flash bytes the install needs at its peak),
-    or VerifyError."""
-    excluded = cfg["excluded_files"]
+def check_archive(cfg, buf):
+    """Check the download that uota.state records: (that record, the release's uota.cfg
+    text or None, flash bytes the install needs at its peak), or VerifyError."""
+    archive, excluded = cfg["tmp_filename"], cfg["excluded_files"]
+    # The window first, while the heap has its largest free stretch; the record after.
+    tar = _Tar(archive, buf)
+    first = tar.next()
+    state = _read_state()
+    version = state[1]
     protected = (archive.lower(), _STATE)  # compared lower-cased, as FAT finds names
     release_cfg = None
     bsize = os.statvfs(".")[0]
@@ -26,12 +32,8 @@ def check_archive(version, archive, cfg, buf):
     # be both), and of the folders already counted. A collision refuses a good archive,
     # which is safe; whole names would cost more RAM.
     files, folders = set(), set()
-    tar = _Tar(archive, buf)
     try:
-        while True:
-            path = tar.next()
-            if path is None:
-                break
+        for path in _members(tar, first):
             if not path:
                 continue  # the root
             is_dir, size = tar.is_dir, tar.left
@@ -78,7 +80,13 @@ def check_archive(version, archive, cfg, buf):
         raise VerifyError("not enough RAM to check the archive")
     finally:
         tar.close()
-    return release_cfg, peak
+    return state, release_cfg, peak
+
+
+def _members(tar, path):
+    while path is not None:
+        yield path
+        path = tar.next()
 
 
 def _new_folder(path, files, folders, bsize):
