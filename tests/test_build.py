@@ -174,6 +174,15 @@ def make_file(name):
     return lambda source: (source / name).write_bytes(b"x")
 
 
+def make_cfg(tmp_filename, download):
+    """A project uota.cfg naming tmp_filename, and a source file at `download` (or none)."""
+    def spoil(source):
+        (source / "uota.cfg").write_text(repr({"url": "http://127.0.0.1:9/", "tmp_filename": tmp_filename}))
+        if download:
+            (source / download).write_bytes(b"x")
+    return spoil
+
+
 @pytest.mark.parametrize("version", ["1.2.0", "1.2.0-rc1", "1.2.0_beta.2", "1.0+build.5", "20261129"])
 def test_plain_versions_build(source, tmp_path, version):
     result = run_uota("build", source, "--out", tmp_path / "dist", "--version", version)
@@ -194,6 +203,14 @@ def test_plain_versions_build(source, tmp_path, version):
         pytest.param(make_file("lib/WIFI~1.PY"), ("--version", "1.0"), "a device would refuse it", id="fat-short-name"),
         pytest.param(make_file("lib/caf\u00e9.py"), ("--version", "1.0"), "a device would refuse it", id="non-ascii-name"),
         pytest.param(make_file("lib/trailing."), ("--version", "1.0"), "a device would refuse it", id="trailing-dot"),
+        pytest.param(make_file("uota.state"), ("--version", "1.0"), "a device would refuse the release", id="journal"),
+        pytest.param(make_file("UOTA.STATE"), ("--version", "1.0"), "a device would refuse the release", id="journal-upper-case"),
+        pytest.param(make_file("uota.state.uota-new"), ("--version", "1.0"), "a device would refuse the release", id="journal-mid-rename"),
+        pytest.param(make_file("lib/sensor.py.uota-new"), ("--version", "1.0"), "a device would refuse the release", id="file-being-written"),
+        pytest.param(make_file("UOTA.CFG"), ("--version", "1.0"), "a device would refuse the release", id="cfg-other-case"),
+        pytest.param(make_cfg("uota.tmp", "uota.tmp"), ("--version", "1.0"), "a device would refuse the release", id="download-as-init-names-it"),
+        pytest.param(make_cfg("fw.tmp", "FW.TMP"), ("--version", "1.0"), "a device would refuse the release", id="download-other-case"),
+        pytest.param(make_cfg("../fw.tmp", None), ("--version", "1.0"), "a device would refuse the release", id="cfg-a-device-refuses"),
         pytest.param(None, ("--version", "1.0", "--name", "../up.tar.gz"), "invalid archive name", id="bad-name"),
         pytest.param(None, ("--version", "1.0", "--name", "latest"), "invalid archive name", id="name-latest"),
     ],

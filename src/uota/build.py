@@ -27,7 +27,10 @@ Archive layout (the device unpacks it in place into its filesystem root):
   inputs give byte-identical output.
 - Only regular files and folders. A source tree holding a symbolic link, a
   special file or a name with a ``.``/``..`` component is refused before
-  anything is written.
+  anything is written; so is one holding what every device refuses the whole
+  release for, by the device's own rules: ``uota.state``, a ``*.uota-new``
+  file, a file named like the ``tmp_filename`` of the project's ``uota.cfg``
+  (in any case), or a ``uota.cfg`` a device would not accept.
 - Left out: `DEFAULT_EXCLUDES`, every ``--exclude`` glob (matched against
   both the relative path and the bare name) and DIST itself when it lies
   inside SRC.
@@ -58,7 +61,7 @@ from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
 
-from .device.uota import _core, _latest, _paths
+from .device.uota import _cfg, _core, _latest, _paths, _verify
 from .errors import CommandError
 
 DEFAULT_EXCLUDES = (".git", "__pycache__", "*.pyc", ".DS_Store", "*~", "*.swp", ".#*")
@@ -117,6 +120,7 @@ def build_release(source, version, out_dir, name=None, excludes=(), mpy=False,
     if not source.is_dir():
         raise CommandError("source folder {} does not exist or is not a folder".format(source))
     members = _collect_members(source, tuple(DEFAULT_EXCLUDES) + tuple(excludes), out_dir.resolve())
+    _check_device_rules(members, source)
     mpy_count, mpy_format = 0, ""
     if mpy:
         members, mpy_count, mpy_format = _compile_members(members, mpy_cross)
@@ -281,6 +285,25 @@ def _check_member_name(relative_name, path):
         _paths._safe_path(relative_name)
     except _core.UotaError as error:
         raise CommandError("refusing to pack {}: a device would refuse it: {}".format(path, error))
+
+
+def _check_device_rules(members, source):
+    """Refuse what every device would refuse the whole release for: uota's journal and
+    files being written, and a file named like the download (the project's uota.cfg says
+    which), in any case; and a uota.cfg a device would not accept."""
+    tmp_filename = ""
+    for member in members:
+        if member.name == "uota.cfg":
+            try:
+                tmp_filename = _cfg.check_cfg(_cfg.parse_cfg(member.data.decode()))["tmp_filename"]
+            except (UnicodeDecodeError, _core.UotaError) as error:
+                raise CommandError("refusing to pack {}: a device would refuse the release: {}".format(
+                    source / member.name, error))
+    for member in members:
+        if _verify.overwrites(member.name, tmp_filename):
+            raise CommandError("refusing to pack {}: a device would refuse the release, as it names uota's "
+                               "own state or download (delete it, or leave it out with --exclude)".format(
+                                   source / member.name))
 
 
 def _compile_members(members, mpy_cross):

@@ -38,7 +38,7 @@ def check_archive(cfg, buf):
                 continue  # the root
             is_dir, size = tar.is_dir, tar.left
             key = path.lower()
-            if key in protected or key.endswith(_TMP_SUFFIX) or key in _OWN_FILES and key != path:
+            if _overwrites(path, key, protected):
                 raise VerifyError("archive would overwrite %r" % path)
             if is_dir and size:
                 raise VerifyError("archive has directory %r with data" % path)
@@ -81,6 +81,18 @@ def check_archive(cfg, buf):
     finally:
         tar.close()
     return state, release_cfg, peak
+
+
+def overwrites(path, archive):
+    """Whether a release may not write path on a device whose download is `archive`
+    (tmp_filename): the download, uota's journal, a file being written, or another
+    spelling of uota's own files (FAT finds names whatever their case). `uota build`
+    refuses such a source file with this rule."""
+    return _overwrites(path, path.lower(), (archive.lower(), _STATE))
+
+
+def _overwrites(path, key, protected):
+    return key in protected or key.endswith(_TMP_SUFFIX) or key in _OWN_FILES and key != path
 
 
 def _members(tar, path):
