@@ -187,13 +187,14 @@ def install_archive(archive):
         _core._write_state("partial", VERSION, len(archive), sha, "fw.tmp", cfg["excluded_files"])
         try:  # as check_for_updates() checks the download, then install_new_firmware()
             _, release_cfg, need = _verify.check_archive(cfg, bytearray(_tar._CHUNK))
-            delete = _cfg.check_delete(release_cfg, cfg)
+            delete, new_cfg = _cfg.plan_cfg(release_cfg, cfg)
         except _core.UotaError:
             os.remove("fw.tmp")
             os.remove("uota.state")
             installed = False
         else:
-            _core._write_state("ready", VERSION, len(archive), sha, "fw.tmp", cfg["excluded_files"], delete, need)
+            _core._write_state("ready", VERSION, len(archive), sha, "fw.tmp", cfg["excluded_files"], delete, need,
+                               new_cfg)
             _install._install(_core._read_state(), True)  # fails only as a test failure
             installed = True
         finally:

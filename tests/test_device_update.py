@@ -4,6 +4,7 @@ Each test serves a real .tar.gz from a real HTTP server on 127.0.0.1 and runs th
 device module on the runtime under test (`runtime` fixture: cpython, mp120, mp129).
 """
 
+import ast
 import gzip
 import tarfile
 
@@ -169,6 +170,22 @@ def test_delete_list_of_the_new_cfg_is_applied(runtime, tmp_path, dist, server):
     assert result == "True True", log
     assert not [n for n in files if n.startswith("old")]
     assert files["uota.cfg"] == new_cfg.encode()
+
+
+def test_the_device_s_own_settings_survive_a_release_cfg(runtime, tmp_path, dist, server):
+    device = make_device(runtime, tmp_path, server.url, excluded_files=["wifi.json", "certs"],
+                         device_id="board-7", headers={"Authorization": "Bearer seven"}, local=["site"], site="lab")
+    new_cfg = device_cfg(server.url, excluded_files=["logs"], timeout=20, device_id="template", site="default")
+    release(dist, tmp_path, files=dict(NEW, **{"uota.cfg": new_cfg}))
+
+    result, log = device.update()
+
+    assert result == "True True", log
+    cfg = ast.literal_eval(device.files()["uota.cfg"].decode())
+    assert cfg == {"url": server.url, "tmp_filename": "fw.tmp", "delete": [], "timeout": 20,  # the release's
+                   "device_id": "board-7", "headers": {"Authorization": "Bearer seven"},  # the device's own
+                   "local": ["site"], "site": "lab",  # what the device marks as its own
+                   "excluded_files": ["logs", "wifi.json", "certs"]}  # the release's, and the device's still
 
 
 def test_redirects_are_followed(runtime, tmp_path, dist, server):

@@ -7,24 +7,26 @@
 #                        with a Range request where an earlier try was cut (_fetch, _http,
 #                        _response, _url, _latest; _pin when pinned) -> check the whole
 #                        archive (_verify, _tar: names, kinds, sizes, space) -> check the
-#                        delete list, the release's uota.cfg's if it has one (_cfg) ->
-#                        record it as ready, with what the install needs to know
+#                        delete list, the release's uota.cfg's if it has one, and merge that
+#                        uota.cfg with the device's own settings (_cfg) -> record it as
+#                        ready, with what the install needs to know
 #   install_new_firmware(): journal "installing" -> one pass over the archive (_install,
 #                        _tar) writing every file beside its target, renamed over ->
 #                        delete list -> version (the commit) -> remove archive and state
 #   recover(): finishes an install that a reset interrupted; call it first in boot.py.
 #
 # On-flash state (all paths relative to the current directory, the device's root):
-#   uota.state  "phase;version;size;sha256;archive;need\n", one excluded entry per line,
-#               one ":"-prefixed delete entry per line, then "end\n". phase: partial
-#               (downloading; resumable as the hash is known), ready (downloaded, hash
-#               and archive checked; need: the flash bytes its install takes at its
-#               peak), installing (the journal),
-#               retry (the journal of an install that failed other than by a power cut:
-#               recover() tries it once more), failed (it failed again: the archive is
-#               deleted, that release is not tried again, the next one is).
-#               Replaced atomically (written beside, renamed over); a file without its
-#               "end" line is ignored.
+#   uota.state  "phase;version;size;sha256;archive;need\n", then one line per excluded
+#               entry, one ":"-prefixed line per delete entry, when the install must
+#               write another uota.cfg than the release's (the device's own settings
+#               kept) "=" and that text, then "end\n". phase: partial (downloading;
+#               resumable as the hash is known), ready (downloaded, hash and archive
+#               checked; need: the flash bytes its install takes at its peak),
+#               installing (the journal), retry (the journal of an install that failed
+#               other than by a power cut: recover() tries it once more), failed (it
+#               failed again: the archive is deleted, that release is not tried again,
+#               the next one is). Replaced atomically (written beside, renamed over); a
+#               file without its "end" line is ignored.
 #   <path>.uota-new  a file being written; renamed over <path> once complete.
 #
 # MIT license.
@@ -95,12 +97,12 @@ def _check(quiet, version_check, pubkey_hash):
     try:
         state, release_cfg, need = _check_archive(cfg)
         _unload(_VERIFY_STEP)
-        delete = _delete_list(release_cfg, cfg)
+        delete, new_cfg = _plan_cfg(release_cfg, cfg)
     except VerifyError:
         _remove(cfg["tmp_filename"])
         _remove(_STATE)
         raise
-    _write_state("ready", state[1], state[2], state[3], state[4], state[5], delete, need)  # 1.17: no args after *
+    _write_state("ready", state[1], state[2], state[3], state[4], state[5], delete, need, new_cfg)
     return True
 
 
@@ -124,10 +126,10 @@ def _check_archive(cfg):
     return check_archive(cfg, bytearray(_CHUNK))
 
 
-def _delete_list(release_cfg, cfg):
-    from ._cfg import check_delete
+def _plan_cfg(release_cfg, cfg):
+    from ._cfg import plan_cfg
 
-    return check_delete(release_cfg, cfg)
+    return plan_cfg(release_cfg, cfg)
 
 
 def install_new_firmware(quiet=False):

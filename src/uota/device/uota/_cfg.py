@@ -1,6 +1,7 @@
 # uota.cfg: read without eval (literals only), and checked the same way for the device's
 # own file and for a release's, so that no release can leave a device unable to update.
-# Loaded to read the device's file, and again after the archive's check for its delete list.
+# Loaded to read the device's file, and again after the archive's check: the delete list,
+# and the release's uota.cfg merged with the device's own settings.
 
 from ._core import _OWN_FILES, _STATE, _TMP_SUFFIX, DownloadError, VerifyError, _finish_rename, _is_link
 from ._paths import _excluded, _parents, _safe_path
@@ -171,10 +172,35 @@ def _entries(cfg, key):
     return out
 
 
-def check_delete(release_cfg, cfg):
-    """The delete list the install applies: the release's uota.cfg's (text, or None when
-    the release has none) or else the device's; VerifyError if it names what it may not."""
-    delete = check_cfg(parse_cfg(release_cfg))["delete"] if release_cfg is not None else cfg["delete"]
+def plan_cfg(release_cfg, cfg):
+    """(the delete list the install applies, the uota.cfg text it writes or None to write
+    the release's as it is). release_cfg: the release's uota.cfg text, None when it has none.
+
+    The delete list is the release's, else the device's; VerifyError if it names what it may
+    not. The device's own settings survive a release's uota.cfg: its device_id, headers and
+    the keys it lists under local keep their values, and its excluded_files stay excluded.
+    """
+    if release_cfg is None:
+        delete, text = cfg["delete"], None
+    else:
+        new = parse_cfg(release_cfg)
+        delete = check_cfg(dict(new))["delete"]
+        _finish_rename("uota.cfg")
+        with open("uota.cfg") as f:
+            own = parse_cfg(f.read())  # as written: check_cfg rewrites some values
+        merged = dict(new)
+        for key in ("device_id", "headers", "local") + tuple(own.get("local", ())):
+            if key in own:
+                merged[key] = own[key]
+        excluded = list(new.get("excluded_files", ()))
+        for entry in own.get("excluded_files", ()):
+            if entry not in excluded:
+                excluded.append(entry)
+        if excluded:
+            merged["excluded_files"] = excluded
+        text = None if merged == new else repr(merged)
+        if text is not None:
+            check_cfg(parse_cfg(text))  # what the install will write must read back
     kept = (cfg["tmp_filename"].lower(), _STATE) + _OWN_FILES + tuple(cfg["excluded_files"])
     for entry in delete:
         key = entry.lower()
@@ -184,4 +210,4 @@ def check_delete(release_cfg, cfg):
         for step in _parents(entry):
             if step != entry and _is_link(step):
                 raise VerifyError("uota.cfg: delete may not reach through the link %r" % step)
-    return delete
+    return delete, text

@@ -168,11 +168,13 @@ def _write_atomic(path, text):
     os.rename(tmp, path)  # atomic on littlefs; FAT removes then renames: recover() mends
 
 
-def _write_state(phase, version, size, sha, archive, excluded, delete=(), need=0):
+def _write_state(phase, version, size, sha, archive, excluded, delete=(), need=0, cfg=None):
     lines = ["%s;%s;%d;%s;%s;%d" % (phase, version, size, sha, archive, need)]
     lines.extend(excluded)
     for entry in delete:
-        lines.append(":" + entry)  # ':' is in no safe path
+        lines.append(":" + entry)  # ':' and '=' are in no safe path
+    if cfg is not None:
+        lines.append("=" + cfg)  # a dict literal written by repr(): one line
     lines.append("end\n")
     _write_atomic(_STATE, "\n".join(lines))
 
@@ -197,10 +199,15 @@ def _state_from(path):
     fields = lines[0].split(";")
     if len(fields) != 6 or not fields[2].isdigit() or not fields[5].isdigit():
         return None
-    entries = lines[1:-2]
-    excluded = [entry for entry in entries if entry[:1] != ":"]
-    delete = [entry[1:] for entry in entries if entry[:1] == ":"]
-    return fields[0], fields[1], int(fields[2]), fields[3], fields[4], excluded, delete, int(fields[5])
+    excluded, delete, cfg = [], [], None
+    for entry in lines[1:-2]:
+        if entry[:1] == ":":
+            delete.append(entry[1:])
+        elif entry[:1] == "=":
+            cfg = entry[1:]
+        else:
+            excluded.append(entry)
+    return fields[0], fields[1], int(fields[2]), fields[3], fields[4], excluded, delete, int(fields[5]), cfg
 
 
 def _clear_state(state):

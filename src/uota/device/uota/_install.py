@@ -49,7 +49,9 @@ def _apply(state, quiet):
                 if folder:
                     _makedirs(folder)  # also when the archive has no directory entries
                     made = folder
-                if not tar.is_dir:
+                if path == "uota.cfg" and state[8] is not None:
+                    _write_atomic(path, state[8])  # the release's, with the device's own settings
+                elif not tar.is_dir:
                     _write_member(tar, path, buf)
             path = tar.next()
     finally:
