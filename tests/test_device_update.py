@@ -188,6 +188,31 @@ def test_the_device_s_own_settings_survive_a_release_cfg(runtime, tmp_path, dist
                    "excluded_files": ["logs", "wifi.json", "certs"]}  # the release's, and the device's still
 
 
+def https_device_and_release(runtime, tmp_path, dist, release_server, tls_identity, **new_cfg):
+    """A device updating over https, and a release whose uota.cfg moves it to plain http."""
+    device = make_device(runtime, tmp_path, release_server(dist, tls_identity[0]).url)
+    new_cfg = device_cfg("http://127.0.0.1:9/", **new_cfg)
+    release(dist, tmp_path, files=dict(NEW, **{"uota.cfg": new_cfg}))
+    return device, new_cfg
+
+
+def test_a_release_moving_updates_from_https_to_http_is_refused(runtime, tmp_path, dist, release_server, tls_identity):
+    device, _ = https_device_and_release(runtime, tmp_path, dist, release_server, tls_identity)
+
+    log = assert_update_changes_nothing(device, "False False")
+
+    assert "from https to plain http" in log
+
+
+def test_a_release_may_move_updates_to_http_when_its_cfg_says_so(runtime, tmp_path, dist, release_server, tls_identity):
+    device, new_cfg = https_device_and_release(runtime, tmp_path, dist, release_server, tls_identity, allow_http=True)
+
+    result, log = device.update()
+
+    assert result == "True True", log
+    assert device.files()["uota.cfg"] == new_cfg.encode()
+
+
 def test_redirects_are_followed(runtime, tmp_path, dist, server):
     archive = release(dist, tmp_path)
     server.quirks["/latest"] = ("redirect", (302, "/moved/latest"))

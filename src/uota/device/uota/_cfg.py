@@ -177,7 +177,8 @@ def plan_cfg(release_cfg, cfg):
     the release's as it is). release_cfg: the release's uota.cfg text, None when it has none.
 
     The delete list is the release's, else the device's; VerifyError if it names what it may
-    not. The device's own settings survive a release's uota.cfg: its device_id, headers and
+    not, or if the release moves updates from https to http without saying 'allow_http': True
+    (a pinned device could never update again). The device's own settings survive a release's uota.cfg: its device_id, headers and
     the keys it lists under local keep their values, and its excluded_files stay excluded.
     """
     if release_cfg is None:
@@ -185,6 +186,9 @@ def plan_cfg(release_cfg, cfg):
     else:
         new = parse_cfg(release_cfg)
         delete = check_cfg(dict(new))["delete"]
+        if cfg["url"].startswith("https:") and not new["url"].startswith("https:") and new.get("allow_http") is not True:
+            raise VerifyError("uota.cfg: the release moves updates from https to plain http; "
+                              "its uota.cfg must say 'allow_http': True for that")
         _finish_rename("uota.cfg")
         with open("uota.cfg") as f:
             own = parse_cfg(f.read())  # as written: check_cfg rewrites some values
