@@ -221,3 +221,15 @@ def test_pin_against_release_server_tls(good_release, dist, release_server, tls_
 
     assert check(server.url, "--pin", pins["spki"]).returncode == 0
     assert check(server.url, "--pin", pins["spki"][::-1]).returncode == 1
+
+
+def test_a_release_moving_devices_from_https_to_http_fails(tmp_path, dist, release_server, tls_identity):
+    app = dict(APP, **{"uota.cfg": repr({"url": "http://updates.example/", "tmp_filename": "fw.tmp"})})
+    build_release(write_tree(tmp_path / "app-http", app), "1.1.0", dist)
+    server = release_server(dist, tls_context=tls_identity[0])
+
+    result = check(server.url)
+
+    assert result.returncode == 1
+    assert "from https to plain http" in result.stdout
+

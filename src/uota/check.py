@@ -219,7 +219,10 @@ def _judge_cfg_member(report, tar):
     data = bytearray(tar.left)
     tar.readinto(memoryview(data))
     try:
-        _cfg.check_cfg(_cfg.parse_cfg(data.decode()))
+        new = _cfg.parse_cfg(data.decode())
+        _cfg.check_cfg(dict(new))
+        if _cfg.moves_to_http(report.url, new):
+            raise _core.VerifyError(_cfg._TO_HTTP)
     except (UnicodeDecodeError, _core.UotaError) as error:
         report.problems.append("the archive's uota.cfg would be refused: {}".format(error))
 

@@ -172,6 +172,15 @@ def _entries(cfg, key):
     return out
 
 
+_TO_HTTP = "uota.cfg: the release moves updates from https to plain http; its uota.cfg must say 'allow_http': True for that"
+
+
+def moves_to_http(url, new):
+    """Whether the release uota.cfg `new` moves a device polling `url` from https to plain
+    http without saying 'allow_http': True (`uota check` reports it with this rule)."""
+    return url.startswith("https:") and not new["url"].startswith("https:") and new.get("allow_http") is not True
+
+
 def plan_cfg(release_cfg, cfg):
     """(the delete list the install applies, the uota.cfg text it writes or None to write
     the release's as it is). release_cfg: the release's uota.cfg text, None when it has none.
@@ -186,9 +195,8 @@ def plan_cfg(release_cfg, cfg):
     else:
         new = parse_cfg(release_cfg)
         delete = check_cfg(dict(new))["delete"]
-        if cfg["url"].startswith("https:") and not new["url"].startswith("https:") and new.get("allow_http") is not True:
-            raise VerifyError("uota.cfg: the release moves updates from https to plain http; "
-                              "its uota.cfg must say 'allow_http': True for that")
+        if moves_to_http(cfg["url"], new):
+            raise VerifyError(_TO_HTTP)
         _finish_rename("uota.cfg")
         with open("uota.cfg") as f:
             own = parse_cfg(f.read())  # as written: check_cfg rewrites some values
