@@ -213,6 +213,27 @@ def test_a_release_may_move_updates_to_http_when_its_cfg_says_so(runtime, tmp_pa
     assert device.files()["uota.cfg"] == new_cfg.encode()
 
 
+def test_a_failing_logging_backend_leaves_the_result_and_the_messages(runtime, tmp_path, dist, server):
+    device = make_device(runtime, tmp_path, server.url)
+    release(dist, tmp_path)
+
+    result, log = device.call(
+        "import sys\n"
+        "class Failing:  # as MicroPython 1.20's frozen logging on a port without time.time()\n"
+        "    def __getattr__(self, name):\n"
+        "        raise AttributeError('time')\n"
+        "class Logging:\n"
+        "    def getLogger(self, name):\n"
+        "        return Failing()\n"
+        "sys.modules['logging'] = Logging()\n"
+        "found = uota.check_for_updates()\n"
+        "print(found, found and uota.install_new_firmware())\n"
+    )
+
+    assert result == "True True", log
+    assert "new version 1.1.0 is available" in log and "installed version 1.1.0" in log  # printed
+
+
 def test_redirects_are_followed(runtime, tmp_path, dist, server):
     archive = release(dist, tmp_path)
     server.quirks["/latest"] = ("redirect", (302, "/moved/latest"))

@@ -37,11 +37,13 @@ class VerifyError(UotaError):
 
 
 def _log(level, msg):
+    # A logging module that fails (MicroPython 1.20's frozen one calls time.time(), which
+    # some ports lack) must not turn an update's result into an exception: print instead.
     try:
         import logging
 
         getattr(logging.getLogger("uota"), level)(msg)
-    except ImportError:
+    except Exception:
         print(msg)
 
 
