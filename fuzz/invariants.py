@@ -53,7 +53,7 @@ def read_response(stream):
     head = _response._read_head(stream, line)
     location = head[3]
     assert location is None or all("!" <= c <= "~" for c in location), "a Location that could change a request"
-    response = _response._Response(stream, stream, head, line)
+    response = _response._Response(stream, head, line)
     body = bytearray()
     buf = memoryview(bytearray(_tar._CHUNK))
     while True:

@@ -526,7 +526,7 @@ def test_a_response_closes_its_socket_once_however_often_it_is_closed():
     sock = _CountingSocket(client)
     stream = _http._Paced(sock, {})
     line = bytearray(_response._LINE_MAX)
-    response = _response._Response(stream, stream, _response._read_head(stream, line), line)
+    response = _response._Response(stream, _response._read_head(stream, line), line)
 
     response.close()
     response.close()  # as _download does after a 206 from the wrong offset: close, retry, finally

@@ -254,6 +254,7 @@ class _Zeros:
         pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'timeout': 0}", id="timeout-zero"),
         pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'headers': ['x']}", id="headers-not-a-dict"),
         pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'excluded_files': 'wifi.json'}", id="excluded-not-a-list"),
+        pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'local': 'site'}", id="local-not-a-list"),
         pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'excluded_files': ['../x']}", id="excluded-outside-root"),
     ],
 )

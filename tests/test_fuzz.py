@@ -470,7 +470,7 @@ def test_an_archive_of_many_distinct_folders_is_refused_within_a_memory_bound():
 
 def read_some_body(stream, amount=1 << 20):
     line = bytearray(_response._LINE_MAX)
-    response = _response._Response(stream, stream, _response._read_head(stream, line), line)
+    response = _response._Response(stream, _response._read_head(stream, line), line)
     buf = memoryview(bytearray(_tar._CHUNK))
     while amount > 0:
         amount -= response.readinto(buf)

@@ -29,9 +29,9 @@ from unix_port import UnixPortMissing, compile_tree, run, unix_micropython  # no
 # with `uota build`'s default 4 KB window, with the uota package installed as .py (as mip
 # installs it), as bench/heap.py measures it (the largest of its runs: the figure moves by a
 # few KiB with the lengths of the paths and the server's port, strings on the same heap).
-HEAP_KIB = {"1.20.0": 51, "1.28.0": 50}
+HEAP_KIB = {"1.20.0": 54, "1.28.0": 52}
 # The same with the package compiled by that version's mpy-cross: the update's own peak.
-MPY_HEAP_KIB = {"1.20.0": 44, "1.28.0": 38}
+MPY_HEAP_KIB = {"1.20.0": 44, "1.28.0": 41}
 MARGIN_KIB = 8  # less than the 28 KB a 32 KB window needs beyond a 4 KB one
 BOOKKEEPING = {"uota.state", bench.TMP_NAME}  # uota's own journal and download
 

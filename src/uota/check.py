@@ -221,10 +221,11 @@ def _judge_cfg_member(report, tar):
     try:
         new = _cfg.parse_cfg(data.decode())
         _cfg.check_cfg(dict(new))
-        if _cfg.moves_to_http(report.url, new):
-            raise _core.VerifyError(_cfg._TO_HTTP)
     except (UnicodeDecodeError, _core.UotaError) as error:
         report.problems.append("the archive's uota.cfg would be refused: {}".format(error))
+        return
+    if _cfg.moves_to_http(report.url, new):
+        report.problems.append("the archive's uota.cfg would be refused: {}".format(_cfg._TO_HTTP))
 
 
 def _range_status(url, pin):

@@ -124,13 +124,18 @@ def _string(text, pos):
 
 
 def _read_cfg():
+    return check_cfg(_parse_own())
+
+
+def _parse_own():
+    # the device's uota.cfg as written: check_cfg rewrites some values
     _finish_rename("uota.cfg")
     try:
         with open("uota.cfg") as f:
             text = f.read()
     except OSError:
         raise VerifyError("cannot read uota.cfg")
-    return check_cfg(parse_cfg(text))
+    return parse_cfg(text)
 
 
 def check_cfg(cfg):
@@ -142,7 +147,7 @@ def check_cfg(cfg):
     for key in ("url", "tmp_filename"):
         if not isinstance(cfg.get(key), str) or not cfg[key]:
             raise VerifyError("uota.cfg: %s must be a non-empty string" % key)
-    for key, kind in (("excluded_files", (list, tuple)), ("delete", (list, tuple)), ("headers", dict), ("timeout", (int, float)), ("min_rate", (int, float))):
+    for key, kind in (("excluded_files", (list, tuple)), ("delete", (list, tuple)), ("headers", dict), ("local", (list, tuple)), ("timeout", (int, float)), ("min_rate", (int, float))):
         if key in cfg and not isinstance(cfg[key], kind):
             raise VerifyError("uota.cfg: %s has the wrong type" % key)
     if not 0 < cfg.get("timeout", 10) <= 3600 or not 0 < cfg.get("min_rate", 256) < 1 << 29:
@@ -181,14 +186,35 @@ def moves_to_http(url, new):
     return url.startswith("https:") and not new["url"].startswith("https:") and new.get("allow_http") is not True
 
 
+def _with_own_settings(new):
+    """The text of the release's uota.cfg `new` with the device's own settings kept (None
+    when they change nothing): its device_id, headers and the keys it lists under local keep
+    their values, and its excluded_files stay excluded."""
+    own = _parse_own()
+    merged = dict(new)
+    for key in ("device_id", "headers", "local") + tuple(own.get("local", ())):
+        if key in own:
+            merged[key] = own[key]
+    excluded = list(new.get("excluded_files", ()))
+    for entry in own.get("excluded_files", ()):
+        if entry not in excluded:
+            excluded.append(entry)
+    if excluded:
+        merged["excluded_files"] = excluded
+    if merged == new:
+        return None
+    text = repr(merged)
+    check_cfg(parse_cfg(text))  # what the install will write must read back
+    return text
+
+
 def plan_cfg(release_cfg, cfg):
     """(the delete list the install applies, the uota.cfg text it writes or None to write
     the release's as it is). release_cfg: the release's uota.cfg text, None when it has none.
 
     The delete list is the release's, else the device's; VerifyError if it names what it may
     not, or if the release moves updates from https to http without saying 'allow_http': True
-    (a pinned device could never update again). The device's own settings survive a release's uota.cfg: its device_id, headers and
-    the keys it lists under local keep their values, and its excluded_files stay excluded.
+    (a pinned device could never update again).
     """
     if release_cfg is None:
         delete, text = cfg["delete"], None
@@ -197,22 +223,7 @@ def plan_cfg(release_cfg, cfg):
         delete = check_cfg(dict(new))["delete"]
         if moves_to_http(cfg["url"], new):
             raise VerifyError(_TO_HTTP)
-        _finish_rename("uota.cfg")
-        with open("uota.cfg") as f:
-            own = parse_cfg(f.read())  # as written: check_cfg rewrites some values
-        merged = dict(new)
-        for key in ("device_id", "headers", "local") + tuple(own.get("local", ())):
-            if key in own:
-                merged[key] = own[key]
-        excluded = list(new.get("excluded_files", ()))
-        for entry in own.get("excluded_files", ()):
-            if entry not in excluded:
-                excluded.append(entry)
-        if excluded:
-            merged["excluded_files"] = excluded
-        text = None if merged == new else repr(merged)
-        if text is not None:
-            check_cfg(parse_cfg(text))  # what the install will write must read back
+        text = _with_own_settings(new)
     kept = (cfg["tmp_filename"].lower(), _STATE) + _OWN_FILES + tuple(cfg["excluded_files"])
     for entry in delete:
         key = entry.lower()

@@ -123,7 +123,7 @@ def _request(url, cfg, pin, offset=0):
             _send_request(stream, host, port, path, headers, offset)
             line = bytearray(_LINE_MAX)
             head = _read_head(stream, line)
-            response = _Response(stream, stream, head, line)
+            response = _Response(stream, head, line)
         except BaseException:
             sock.close()
             raise

@@ -10,10 +10,9 @@ _HEADERS_MAX = 8192  # whole header block
 class _Response:
     """An HTTP response body with readinto(), bounded by Content-Length or chunks."""
 
-    def __init__(self, sock, stream, head, line):
+    def __init__(self, stream, head, line):
         self.status, length, chunked, _, self.range_start = head
-        self.sock = sock
-        self.stream = stream
+        self.stream = stream  # closing it closes the connection, once however often
         self.length = length  # None when the server closes to end the body
         self.left = length if length is not None else -1
         self.chunked = chunked
@@ -50,11 +49,7 @@ class _Response:
         return size
 
     def close(self):
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            if self.stream is not sock:
-                self.stream.close()
-            sock.close()
+        self.stream.close()
 
 
 def _starts_with(buf, n, prefix):
