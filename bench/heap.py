@@ -32,6 +32,7 @@ import json
 import shutil
 import statistics
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -212,6 +213,8 @@ class Release:
     def __init__(self, key, label, src, dist, archive):
         self.key, self.label, self.src, self.dist, self.archive = key, label, src, dist, archive
         self.files = read_tree(src)
+        with tarfile.open(archive) as tar:  # `uota build` adds uota.files, which devices keep
+            self.listed = tar.extractfile("uota.files").read() if "uota.files" in tar.getnames() else None
         self.wbits = window_bits(archive.read_bytes()[:64])
         self.servers = {}
 
@@ -256,6 +259,8 @@ def tree_problem(folder, release, before):
     """None when folder holds exactly the old tree updated by the release; else what is wrong."""
     expected = dict(before)
     expected.update(release.files)
+    if release.listed is not None:
+        expected["uota.files"] = release.listed
     got = read_tree(folder)
     if got.get("version", b"").strip() != b"2.0.0":
         return "version is %r" % got.get("version")

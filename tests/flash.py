@@ -93,6 +93,18 @@ class _File:
         buf[: len(data)] = data
         return len(data)
 
+    def readline(self):
+        line = b""
+        while not line.endswith(b"\n"):
+            byte = self.fs._read(self.handle, 1)
+            if not byte:
+                break
+            line += byte
+        return line.decode() if self.text else line
+
+    def __iter__(self):  # lines, as MicroPython's files give them
+        return iter(self.readline, "" if self.text else b"")
+
     def write(self, data):
         if isinstance(data, str):
             data = data.encode()

@@ -3,7 +3,8 @@
 A device starts with release A (`OLD`, with `uota.cfg` excluding `wifi.json`); a real HTTP
 server on 127.0.0.1 (`uota serve`) offers release B (`NEW`: changed files, a new
 subdirectory, a file bigger than a flash block, and a new `uota.cfg` whose `delete` list
-removes one of A's files), built by `uota build`. One case:
+removes one of A's files), built by `uota build`; B does not ship another file that A's
+`uota.files` lists, so the install removes it too. One case:
 
   1. power on the image of A; update (check_for_updates, install_new_firmware) with the
      power cut after write N; whatever the code does next is lost;
@@ -40,7 +41,7 @@ from uota.serve import start_server
 
 import flash
 from fixtures_runtime import DEVICE_MODULE_DIR
-from releases import Device, device_cfg, write_tree
+from releases import Device, device_cfg, files_list, listed_files, write_tree
 
 CUTFS_DIR = Path(__file__).resolve().parent / "device_fs"
 ARCHIVE = "fw.tmp"
@@ -52,6 +53,7 @@ OLD = {
     "main.py": "print('release A')\n",
     "lib/util.py": "A = 1\n",
     "lib/retired.py": "GONE = True\n",  # B's uota.cfg deletes it
+    "lib/dropped.py": "DROPPED = True\n",  # A's uota.files lists it, B does not ship it
     "wifi.json": '{"ssid": "home"}\n',  # excluded: never overwritten
     "version": OLD_VERSION,
 }
@@ -64,6 +66,7 @@ NEW = {
     "wifi.json": '{"ssid": "factory"}\n',  # in the archive, excluded on the device
 }
 DELETED = ["lib/retired.py"]
+DROPPED = ["lib/dropped.py"]
 
 
 def _bytes(data):
@@ -77,13 +80,15 @@ class Releases:
         self.old_cfg = device_cfg(url)
         self.new_cfg = device_cfg(url, delete=DELETED)
         source = write_tree(Path(dist) / "src", dict(NEW, **{"uota.cfg": self.new_cfg}))
-        build_release(source, NEW_VERSION, dist)
-        self.old_tree = tree_of(dict(OLD, **{"uota.cfg": self.old_cfg}))
-        new = dict(OLD)
+        archive = build_release(source, NEW_VERSION, dist).archive_path
+        old = dict(OLD, **{"uota.cfg": self.old_cfg})
+        self.old_tree = tree_of(dict(old, **{"uota.files": files_list(old)}))  # as A's install left it
+        new = dict(old)
         new.update((name, data) for name, data in NEW.items() if name != "wifi.json")
-        for name in DELETED:
+        for name in DELETED + DROPPED:
             del new[name]
-        self.new_tree = tree_of(dict(new, **{"uota.cfg": self.new_cfg, "version": NEW_VERSION}))
+        self.new_tree = tree_of(dict(new, **{"uota.cfg": self.new_cfg, "version": NEW_VERSION,
+                                            "uota.files": listed_files(archive)}))
 
 
 def tree_of(files):

@@ -33,6 +33,26 @@ def read_tree(folder):
     }
 
 
+def files_list(files):
+    """uota.files as `uota build` writes it for {path: bytes or str}: SHA256HEX SIZE PATH, sorted."""
+    lines = []
+    for name in sorted(files, key=lambda name: name.split("/")):
+        data = files[name].encode() if isinstance(files[name], str) else files[name]
+        lines.append("%s %d %s\n" % (hashlib.sha256(data).hexdigest(), len(data), name))
+    return "".join(lines).encode()
+
+
+def built_list(files, version):
+    """The uota.files of `uota build` of the source files {path: data} as version."""
+    return files_list(dict(files, version=version + "\n"))
+
+
+def listed_files(archive):
+    """The uota.files member of a release archive, as bytes."""
+    with tarfile.open(archive) as tar:
+        return tar.extractfile("uota.files").read()
+
+
 def tar_cli(src, archive):
     """The seed's recipe: `tar -czf firmware.tar.gz *` inside the project folder."""
     subprocess.run("tar -czf %s *" % archive, shell=True, cwd=src, check=True)

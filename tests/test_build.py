@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_servers import run_uota
+from releases import files_list
 
 from uota.device.uota import _latest
 
@@ -22,6 +23,7 @@ SOURCE_FILES = {
 # Present in the source folder, never in the archive.
 EXCLUDED_FILES = {
     "version": b"0.0.1\n",  # replaced by the generated one
+    "uota.files": b"0 0 stale.py\n",  # likewise
     ".git/HEAD": b"ref: refs/heads/main\n",
     "lib/__pycache__/sensor.cpython-311.pyc": b"\x00",
     "lib/old.pyc": b"\x00",
@@ -31,6 +33,12 @@ EXCLUDED_FILES = {
     ".#main.py": b"lock",
     "notes.log": b"excluded by --exclude",
 }
+
+
+def unpacked_release(version="1.2.0"):
+    """The tree a release of SOURCE_FILES unpacks to: the sources, version and uota.files."""
+    files = {**SOURCE_FILES, "version": version.encode() + b"\n"}
+    return {**files, "uota.files": files_list(files)}
 
 
 def write_files(folder, files):
@@ -71,7 +79,7 @@ def test_gnu_tar_unpacks_the_source_tree_minus_exclusions_plus_version(source, t
     unpacked = tmp_path / "unpacked"
     unpacked.mkdir()
     subprocess.run(["tar", "-xzf", str(archive), "-C", str(unpacked)], check=True)
-    assert files_under(unpacked) == {**SOURCE_FILES, "version": b"1.2.0\n"}
+    assert files_under(unpacked) == unpacked_release()
 
 
 def test_python_tarfile_unpacks_the_same_tree(source, tmp_path):
@@ -79,7 +87,15 @@ def test_python_tarfile_unpacks_the_same_tree(source, tmp_path):
     unpacked = tmp_path / "unpacked"
     with tarfile.open(archive) as tar:
         tar.extractall(unpacked, filter="data")
-    assert files_under(unpacked) == {**SOURCE_FILES, "version": b"1.2.0\n"}
+    assert files_under(unpacked) == unpacked_release()
+
+
+def test_the_last_member_lists_every_file_with_its_hash_and_size(source, tmp_path):
+    with tarfile.open(build(source, tmp_path / "dist")) as tar:
+        last = tar.getmembers()[-1]
+        listed = tar.extractfile(last).read()
+    assert last.name == "uota.files"
+    assert listed == files_list({**SOURCE_FILES, "version": b"1.2.0\n"})
 
 
 def test_members_are_normalised_and_ordered(source, tmp_path):
@@ -91,7 +107,8 @@ def test_members_are_normalised_and_ordered(source, tmp_path):
     with tarfile.open(tmp_path / "dist/firmware-1.2.0.tar.gz") as tar:
         members = tar.getmembers()
     names = [member.name for member in members]
-    assert names == sorted(names, key=lambda name: name.split("/"))
+    assert names[-1] == "uota.files"  # last, after the files it lists
+    assert names[:-1] == sorted(names[:-1], key=lambda name: name.split("/"))
     assert names.index("lib") < names.index("lib/deep") < names.index("lib/deep/data.bin")
     for member in members:
         assert (member.uid, member.gid, member.uname, member.gname) == (0, 0, "", "")
@@ -112,8 +129,7 @@ def test_latest_parses_back_with_the_archive_hash_and_needed_space(source, tmp_p
     version, filename, free_kb, sha256 = _latest.parse_latest((tmp_path / "dist/latest").read_text())
     assert (version, filename) == ("1.2.0", archive.name)
     assert sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
-    unpacked_files = {**SOURCE_FILES, "version": b"1.2.0\n"}
-    blocks = sum(-(-len(data) // 4096) for data in unpacked_files.values())
+    blocks = sum(-(-len(data) // 4096) for data in unpacked_release().values())
     assert free_kb == -(-(blocks * 4096 + archive.stat().st_size) // 1024)
 
 

@@ -52,9 +52,9 @@ def test_good_release_passes_and_lists_members(good_release, dist, uota_serve):
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok: a device would install 1.1.0" in result.stdout
-    for member in ("lib/", "lib/util.py", "main.py", "version"):
+    for member in ("lib/", "lib/util.py", "main.py", "version", "uota.files"):
         assert "\n  {}".format(member) in result.stdout
-    assert "members:   4" in result.stdout
+    assert "members:   5" in result.stdout
     assert "window:    4 KB (wbits 12)" in result.stdout  # uota build's default
     assert "range:     HTTP 206" in result.stdout
     assert "warning" not in result.stdout and "problem" not in result.stdout
@@ -233,3 +233,25 @@ def test_a_release_moving_devices_from_https_to_http_fails(tmp_path, dist, relea
     assert result.returncode == 1
     assert "from https to plain http" in result.stdout
 
+
+
+def test_a_release_without_uota_files_warns_that_devices_keep_dropped_files(dist, uota_serve):
+    hand_made_release(dist, [file_member("version", b"1.1.0\n"), file_member("main.py", b"print(1)\n")])
+
+    result = check(uota_serve(dist))
+
+    assert result.returncode == 0, result.stdout
+    assert "warning: the archive has no uota.files: devices keep the files earlier releases shipped" in result.stdout
+
+
+def test_a_uota_files_that_does_not_match_the_archive_warns(dist, uota_serve):
+    main = b"print(1)\n"
+    listed = "%s %d main.py\n0 0 lib/gone.py\n" % (hashlib.sha256(b"print(0)\n").hexdigest(), len(main))
+    hand_made_release(dist, [file_member("version", b"1.1.0\n"), file_member("main.py", main),
+                             file_member("uota.files", listed.encode())])
+
+    result = check(uota_serve(dist))
+
+    assert result.returncode == 0, result.stdout
+    assert "warning: uota.files does not list: " in result.stdout  # version, and main.py as it is
+    assert "warning: uota.files lists what the archive does not hold: 0 0 lib/gone.py, " in result.stdout

@@ -27,7 +27,7 @@ from uota.build import build_release
 
 import flash
 from power_cut import FlashDevice, MicroPythonDevice, format_flash, tree_of
-from releases import device_cfg, file_member, publish, tar_members, write_tree
+from releases import built_list, device_cfg, file_member, publish, tar_members, write_tree
 
 FILESYSTEMS = [pytest.param(flash.LittleFs, id="littlefs"), pytest.param(flash.Fat, id="fat")]
 MICROPYTHONS = [pytest.param("micropython-1.20", id="mp120"), pytest.param("micropython-1.29", id="mp129")]
@@ -201,10 +201,11 @@ def build(site, version):
 
 def installed(version, url, before=OLD):
     """The tree a device holding `before` has once `version` is installed whole."""
+    release = release_files(version, url)
     files = dict(before)
-    files.update((name, data) for name, data in release_files(version, url).items() if name != "wifi.json")
+    files.update((name, data) for name, data in release.items() if name != "wifi.json")
     del files["lib/retired.py"]
-    return tree_of(dict(files, version=version))
+    return tree_of(dict(files, version=version, **{"uota.files": built_list(release, version)}))
 
 
 def with_main(tree, version):
@@ -540,11 +541,12 @@ def test_after_a_failed_install_the_next_release_installs_whole(site, filesystem
 def test_a_failed_install_of_a_release_with_another_hash_is_downloaded_again(site, filesystem):
     board, _ = fail_twice(site, filesystem, "rename", "lib/util.py")
     board.reboot()
-    source = write_tree(site.dist.parent / "src-1.1.0-fixed", dict(release_files("1.1.0", site.url), **{"main.py": "fixed\n"}))
-    build_release(source, "1.1.0", site.dist)
+    fixed = dict(release_files("1.1.0", site.url), **{"main.py": "fixed\n"})
+    build_release(write_tree(site.dist.parent / "src-1.1.0-fixed", fixed), "1.1.0", site.dist)
 
     assert board.update() == ((True, True), [])
-    assert board.tree() == dict(installed("1.1.0", site.url), **{"main.py": b"fixed\n"})
+    assert board.tree() == dict(installed("1.1.0", site.url),
+                                **{"main.py": b"fixed\n", "uota.files": built_list(fixed, "1.1.0")})
 
 
 @pytest.mark.parametrize("filesystem", FILESYSTEMS)

@@ -15,7 +15,8 @@ from uota.device.uota import _tar
 from uota.runtime import RUNTIMES
 
 from fixtures_servers import run_uota
-from releases import Device, assert_update_changes_nothing, device_cfg, publish, read_tree, tar_cli, write_tree
+from releases import (Device, assert_update_changes_nothing, built_list, device_cfg, publish, read_tree, tar_cli,
+                      write_tree)
 
 OLD = {"main.py": "print('old')\n", "lib/util.py": "A = 1\n", "version": "1.0.0\n"}
 NEW = {
@@ -106,9 +107,13 @@ def make_device(device, url):
     return device
 
 
-def installed(before):
-    return dict(before, **{name: data.encode() if isinstance(data, str) else data for name, data in NEW.items()},
+def installed(before, built=True):
+    """The device's tree once NEW is installed; a release `uota build` made lists its files."""
+    tree = dict(before, **{name: data.encode() if isinstance(data, str) else data for name, data in NEW.items()},
                 version=b"1.1.0")
+    if built:
+        tree["uota.files"] = built_list(NEW, "1.1.0")
+    return tree
 
 
 @pytest.mark.parametrize("bits", BITS)
@@ -123,7 +128,7 @@ def test_archive_is_an_ordinary_tar_gz_that_declares_its_window(tmp_path, dist, 
     with tarfile.open(archive) as tar:
         tar.extractall(unpacked_by_python)
     expected = dict({name: data.encode() if isinstance(data, str) else data for name, data in NEW.items()},
-                    version=b"1.1.0\n")
+                    version=b"1.1.0\n", **{"uota.files": built_list(NEW, "1.1.0")})
     assert read_tree(unpacked_by_tar) == read_tree(unpacked_by_python) == expected
 
 
@@ -139,7 +144,7 @@ def test_release_installs(runtime, tmp_path, dist, server, bits):
     result, log = device.update()
 
     assert result == "True True", log
-    assert device.files() == installed(before)
+    assert device.files() == installed(before, built=bits != "tar")
 
 
 @pytest.mark.skipif("micropython-1.29" not in RUNTIMES, reason="needs MicroPython 1.29")

@@ -15,6 +15,14 @@ Archive layout (the device unpacks it in place into its filesystem root):
     boot.py          every other file and folder of SRC, by relative path:
     lib/             no leading ``./`` or ``/``, a folder before its contents,
     lib/helper.py    siblings sorted by name
+    uota.files       generated, replaces any in SRC, the last member: the files
+                     the release installs, one line each, sorted by path:
+                     ``SHA256HEX SIZE PATH`` (``uota.files`` itself left out)
+
+A device keeps ``uota.files`` as the record of what its release put there;
+installing the next release that carries one removes the files this record
+names and that release no longer ships (never an excluded file, nor uota's own
+files). A release without it (plain ``tar -czf``) removes nothing.
 
 - gzip: header mtime 0 and no file name; deflate with a window of
   2**WINDOW_BITS bytes (``--window-bits``, default `DEFAULT_WINDOW_BITS`),
@@ -68,6 +76,7 @@ DEFAULT_EXCLUDES = (".git", "__pycache__", "*.pyc", ".DS_Store", "*~", "*.swp", 
 # MicroPython runs these two from source only, so --mpy leaves them as .py.
 SOURCE_ONLY_FILES = ("boot.py", "main.py")
 VERSION_FILE = "version"
+FILES_LIST = _verify._FILES
 LATEST_FILE = "latest"
 
 _FLASH_BLOCK = 4096
@@ -127,6 +136,7 @@ def build_release(source, version, out_dir, name=None, excludes=(), mpy=False,
     members.append(_Member(VERSION_FILE, version.encode() + b"\n"))
     members.sort(key=lambda member: member.name.split("/"))
     _check_unique(members)
+    members.append(_Member(FILES_LIST, files_list(members)))
     archive = _archive_bytes(members, _source_date_epoch(), window_bits)
     free_kb = -(-(_unpacked_size(members) + len(archive)) // 1024)
     release = Release(version, out_dir / name, out_dir / LATEST_FILE, free_kb, hashlib.sha256(archive).hexdigest(),
@@ -257,7 +267,7 @@ def _collect_members(source, excludes, out_dir):
             relative_name = prefix + entry.name
             if _is_excluded(relative_name, excludes):
                 continue
-            if relative_name == VERSION_FILE and entry.is_file(follow_symlinks=False):
+            if relative_name in (VERSION_FILE, FILES_LIST) and entry.is_file(follow_symlinks=False):
                 continue  # replaced by the generated one
             _check_member_name(relative_name, entry.path)
             if entry.is_symlink():
@@ -321,6 +331,12 @@ def _compile_members(members, mpy_cross):
         count += 1
         formats.add(describe_mpy(data))
     return compiled, count, "; ".join(sorted(formats))
+
+
+def files_list(members) -> bytes:
+    """The text of uota.files for `members` (sorted): ``SHA256HEX SIZE PATH`` per file."""
+    return "".join("{} {} {}\n".format(hashlib.sha256(member.data).hexdigest(), len(member.data), member.name)
+                   for member in members if member.data is not None).encode()
 
 
 def _check_unique(members):

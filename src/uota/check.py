@@ -9,7 +9,9 @@ here too. The `Report` it returns lists:
     problems   reasons a device would not install the release (exit status 1)
     warnings   things that work but cost devices: no hash (nothing to verify,
                and a cut download cannot be resumed), no free-space figure,
-               a server that ignores Range
+               a server that ignores Range, no ``uota.files`` (devices keep
+               what earlier releases shipped and this one does not) or one
+               that does not list the archive's files as they are
     facts      latest's fields, archive size and hash, members, unpacked
                size, the deflate window the device must allocate
 
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import List, Optional
 from urllib.parse import urljoin, urlsplit
 
-from .device.uota import _cfg, _core, _latest, _tar
+from .device.uota import _cfg, _core, _latest, _tar, _verify
 from .errors import CommandError
 from .pin import pins_for_certificate
 
@@ -40,6 +42,7 @@ _CHUNK = 64 * 1024
 # Names the device refuses to let an archive overwrite, whatever its tmp_filename.
 _DEVICE_STATE = "uota.state"
 _DEVICE_TMP_SUFFIX = ".uota-new"
+_FILES_LIST = _verify._FILES  # what `uota build` writes: SHA256HEX SIZE PATH per file
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Member:
     path: str
     is_dir: bool
     size: int
+    sha256: Optional[str] = None  # of a file's data
 
 
 @dataclass
@@ -64,6 +68,7 @@ class Report:
     range_status: Optional[int] = None  # the answer to `Range: bytes=0-0`
     window_bits: Optional[int] = None
     members: List[Member] = field(default_factory=list)
+    files_list: Optional[bytes] = None  # the archive's uota.files
     problems: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
 
@@ -172,6 +177,7 @@ def _judge_archive(report, archive):
     except _core.VerifyError as error:
         report.problems.append("a device refuses the archive: {}".format(error))
         return
+    _judge_files_list(report)
     if version_text is None:
         report.problems.append("the archive has no version member")
     elif version_text != report.version:
@@ -197,27 +203,49 @@ def _walk(report, archive):
                 return version_text
             if path in ("", "."):
                 continue
-            report.members.append(Member(path, tar.is_dir, tar.left))
+            if tar.is_dir:
+                report.members.append(Member(path, True, tar.left))
+                continue
+            data = _read_member(tar, buffer)
+            report.members.append(Member(path, False, len(data), hashlib.sha256(data).hexdigest()))
             if path == _DEVICE_STATE or path.endswith(_DEVICE_TMP_SUFFIX):
                 report.problems.append("a device refuses the archive: it would overwrite {!r}".format(path))
-            elif path == "version" and not tar.is_dir:
-                version_text = _read_version_member(tar, buffer)
-            elif path == "uota.cfg" and not tar.is_dir:
-                _judge_cfg_member(report, tar)
+            elif path == "version":
+                version_text = "(a {}-byte file)".format(len(data)) if len(data) > _VERSION_MEMBER_MAX \
+                    else data.decode(errors="replace").strip()
+            elif path == "uota.cfg":
+                _judge_cfg_member(report, data)
+            elif path == _FILES_LIST:
+                report.files_list = data
     finally:
         tar.close()
 
 
-def _read_version_member(tar, buffer):
-    if tar.left > _VERSION_MEMBER_MAX:
-        return "(a {}-byte file)".format(tar.left)
-    data = bytes(buffer[: tar.readinto(buffer[: tar.left])]) if tar.left else b""
-    return data.decode(errors="replace").strip()
+def _read_member(tar, buffer):
+    data = bytearray()
+    while True:
+        got = tar.readinto(buffer)
+        if not got:
+            return bytes(data)
+        data += buffer[:got]
 
 
-def _judge_cfg_member(report, tar):
-    data = bytearray(tar.left)
-    tar.readinto(memoryview(data))
+def _judge_files_list(report):
+    """uota.files must list each file of the archive with its size and hash, and no other."""
+    if report.files_list is None:
+        report.warnings.append(
+            "the archive has no uota.files: devices keep the files earlier releases shipped and this one "
+            "does not (uota build writes it)")
+        return
+    listed = set(report.files_list.decode(errors="replace").splitlines())
+    shipped = {"{} {} {}".format(member.sha256, member.size, member.path)
+               for member in report.members if not member.is_dir and member.path != _FILES_LIST}
+    for what, lines in (("does not list", shipped - listed), ("lists what the archive does not hold", listed - shipped)):
+        if lines:
+            report.warnings.append("uota.files {}: {}".format(what, ", ".join(sorted(lines)[:5])))
+
+
+def _judge_cfg_member(report, data):
     try:
         new = _cfg.parse_cfg(data.decode())
         _cfg.check_cfg(dict(new))

@@ -145,6 +145,19 @@ class CutFile(io.IOBase):
         self.pos = end
         return chunk.decode() if self.text else chunk
 
+    def readline(self):
+        end = self.data.find(b"\n", self.pos) + 1 or len(self.data)
+        return self.read(end - self.pos)
+
+    def __iter__(self):  # lines, as a VFS file gives them
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
     def write(self, buf):
         if self.fs._change("write " + self.path):
             self.data.extend(buf.encode() if isinstance(buf, str) else buf)

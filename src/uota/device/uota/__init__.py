@@ -6,18 +6,21 @@
 #                        GET the archive into tmp_filename, hashing as it streams, resumed
 #                        with a Range request where an earlier try was cut (_fetch, _http,
 #                        _response, _url, _latest; _pin when pinned) -> check the whole
-#                        archive (_verify, _tar: names, kinds, sizes, space) -> check the
-#                        delete list, the release's uota.cfg's if it has one, and merge that
-#                        uota.cfg with the device's own settings (_cfg) -> record it as
-#                        ready, with what the install needs to know
+#                        archive (_verify, _tar: names, kinds, sizes, space; the files the
+#                        installed release listed in uota.files that this one drops) ->
+#                        check the delete list, the release's uota.cfg's if it has one, and
+#                        merge that uota.cfg with the device's own settings (_cfg) ->
+#                        record it as ready, with what the install needs to know
 #   install_new_firmware(): journal "installing" -> one pass over the archive (_install,
 #                        _tar) writing every file beside its target, renamed over ->
-#                        delete list -> version (the commit) -> remove archive and state
+#                        delete list, then the dropped files -> version (the commit) ->
+#                        remove archive and state
 #   recover(): finishes an install that a reset interrupted; call it first in boot.py.
 #
 # On-flash state (all paths relative to the current directory, the device's root):
 #   uota.state  "phase;version;size;sha256;archive;need\n", then one line per excluded
-#               entry, one ":"-prefixed line per delete entry, when the install must
+#               entry, one ":"-prefixed line per delete entry ("::" for a file the
+#               previous release listed and this one drops), when the install must
 #               write another uota.cfg than the release's (the device's own settings
 #               kept) "=" and that text, then "end\n". phase: partial (downloading;
 #               resumable as the hash is known), ready (downloaded, hash and archive
@@ -95,9 +98,9 @@ def _check(quiet, version_check, pubkey_hash):
     _unload(_FETCH_STEP)
     gc.collect()  # what the download left is garbage now: the window gets one free stretch
     try:
-        state, release_cfg, need = _check_archive(cfg)
+        state, release_cfg, need, dropped = _check_archive(cfg)
         _unload(_VERIFY_STEP)
-        delete, new_cfg = _plan_cfg(release_cfg, cfg)
+        delete, new_cfg = _plan_cfg(release_cfg, cfg, dropped)
     except VerifyError:
         _remove(cfg["tmp_filename"])
         _remove(_STATE)
@@ -126,10 +129,10 @@ def _check_archive(cfg):
     return check_archive(cfg, bytearray(_CHUNK))
 
 
-def _plan_cfg(release_cfg, cfg):
+def _plan_cfg(release_cfg, cfg, dropped):
     from ._cfg import plan_cfg
 
-    return plan_cfg(release_cfg, cfg)
+    return plan_cfg(release_cfg, cfg, dropped)
 
 
 def install_new_firmware(quiet=False):

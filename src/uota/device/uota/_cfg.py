@@ -208,13 +208,15 @@ def _with_own_settings(new):
     return text
 
 
-def plan_cfg(release_cfg, cfg):
+def plan_cfg(release_cfg, cfg, dropped):
     """(the delete list the install applies, the uota.cfg text it writes or None to write
     the release's as it is). release_cfg: the release's uota.cfg text, None when it has none.
 
     The delete list is the release's, else the device's; VerifyError if it names what it may
     not, or if the release moves updates from https to http without saying 'allow_http': True
-    (a pinned device could never update again).
+    (a pinned device could never update again). Then each file of `dropped` (the previous
+    release's that this one does not ship) that the delete list may name, ":"-prefixed:
+    the install removes it only while it is a file.
     """
     if release_cfg is None:
         delete, text = cfg["delete"], None
@@ -226,11 +228,19 @@ def plan_cfg(release_cfg, cfg):
         text = _with_own_settings(new)
     kept = (cfg["tmp_filename"].lower(), _STATE) + _OWN_FILES + tuple(cfg["excluded_files"])
     for entry in delete:
-        key = entry.lower()
-        for name in kept:  # neither the entry, nor a folder holding it, nor one under it
-            if _excluded(key, (name,)) or _excluded(name, (key,)):
-                raise VerifyError("uota.cfg: delete may not name %r" % entry)
-        for step in _parents(entry):
-            if step != entry and _is_link(step):
-                raise VerifyError("uota.cfg: delete may not reach through the link %r" % step)
-    return delete, text
+        why = _kept(entry, kept)
+        if why:
+            raise VerifyError(why)
+    return list(delete) + [":" + path for path in dropped if not _kept(path, kept)], text
+
+
+def _kept(entry, kept):
+    """Why the install may not remove entry, or None."""
+    key = entry.lower()
+    for name in kept:  # neither the entry, nor a folder holding it, nor one under it
+        if _excluded(key, (name,)) or _excluded(name, (key,)):
+            return "uota.cfg: delete may not name %r" % entry
+    for step in _parents(entry):
+        if step != entry and _is_link(step):
+            return "uota.cfg: delete may not reach through the link %r" % step
+    return None

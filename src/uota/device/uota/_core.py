@@ -18,7 +18,7 @@ VERSION = "0.1.0"
 _CHUNK = const(1024)  # the one I/O buffer: socket, hash, tar headers and file data
 _TMP_SUFFIX = ".uota-new"
 _STATE = "uota.state"
-_OWN_FILES = ("version", "uota.cfg", "uota.state")  # written by uota alone
+_OWN_FILES = ("version", "uota.cfg", "uota.state", "uota.files")  # written by uota alone
 
 
 class UotaError(Exception):

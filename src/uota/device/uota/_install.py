@@ -57,7 +57,10 @@ def _apply(state, quiet):
     finally:
         tar.close()
     for entry in state[6]:
-        _remove_tree(entry)
+        if entry[0] != ":":
+            _remove_tree(entry)
+        elif not _is_dir(_stat(entry[1:])):  # dropped by the release: a file, never a folder
+            _remove(entry[1:])
     _write_atomic("version", version)  # the commit point
     _clear_state(state)
     if not quiet:

@@ -6,16 +6,20 @@ import os
 
 from ._core import (_OWN_FILES, _STATE, _TMP_SUFFIX, VerifyError, _free_bytes, _is_dir, _is_link, _read_state,
                     _stat, const)
-from ._paths import _excluded, _new_parent, _parents
+from ._paths import _excluded, _new_parent, _parents, _safe_path
 from ._tar import _Tar
 
+_FILES = "uota.files"
+# The running device code's folder ("lib/uota/" as mip installs it): no release removes it.
+_HOME = __file__[: __file__.rfind("/") + 1].lstrip("/").lower() or "/"
 _PATHS_MAX = const(2000)  # distinct files and folders one archive may name
 _CFG_MAX = const(4096)  # the largest uota.cfg
 
 
 def check_archive(cfg, buf):
     """Check the download that uota.state records: (that record, the release's uota.cfg
-    text or None, flash bytes the install needs at its peak), or VerifyError."""
+    text or None, flash bytes the install needs at its peak, the files the installed
+    release listed in uota.files that this one does not ship), or VerifyError."""
     archive, excluded = cfg["tmp_filename"], cfg["excluded_files"]
     # The window first, while the heap has its largest free stretch; the record after.
     tar = _Tar(archive, buf)
@@ -24,6 +28,8 @@ def check_archive(cfg, buf):
     version = state[1]
     protected = (archive.lower(), _STATE)  # compared lower-cased, as FAT finds names
     release_cfg = None
+    listed = False  # whether the release lists its files
+    ships_home = False  # whether it ships device code where the running one is
     bsize = os.statvfs(".")[0]
     free = _free_bytes()
     growth = peak = 0
@@ -65,6 +71,8 @@ def check_archive(cfg, buf):
                 if size > _CFG_MAX:
                     raise VerifyError("the archive's uota.cfg is too large")
                 release_cfg = tar._read_small(size).decode()  # checked once the window is freed
+            listed = listed or path == _FILES
+            ships_home = ships_home or key.startswith(_HOME)
             st = _stat(path)
             if _is_dir(st):
                 raise VerifyError("archive has file %r where the device has a directory" % path)
@@ -80,7 +88,8 @@ def check_archive(cfg, buf):
         raise VerifyError("not enough RAM to check the archive")
     finally:
         tar.close()
-    return state, release_cfg, peak
+    tar = None  # frees the window for the record's lines
+    return state, release_cfg, peak, _dropped(files, ships_home, protected) if listed else ()
 
 
 def overwrites(path, archive):
@@ -99,6 +108,32 @@ def _members(tar, path):
     while path is not None:
         yield path
         path = tar.next()
+
+
+def _dropped(files, ships_home, protected):
+    """Files on the device that the installed release's uota.files names and this release
+    does not ship: they go once the new files are in place. Never what a release may not
+    write, nor the running device code unless the release ships device code in its place.
+    A hash collision keeps a file, which is safe; so does a record that cannot be read."""
+    dropped = []
+    try:
+        with open(_FILES) as f:
+            for line in f:
+                path = line.rstrip("\n").split(" ", 2)[-1]  # SHA256HEX SIZE PATH
+                key = path.lower()
+                if hash(key) in files or _overwrites(path, key, protected) or not ships_home and key.startswith(_HOME):
+                    continue
+                try:
+                    if _safe_path(path) != path:
+                        continue  # ./x names x: only one spelling counts
+                except VerifyError:
+                    continue
+                st = _stat(path)
+                if st and not _is_dir(st):
+                    dropped.append(path)
+    except (OSError, ValueError):  # no record, or not text
+        return ()
+    return dropped
 
 
 def _new_folder(path, files, folders, bsize):
