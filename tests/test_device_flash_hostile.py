@@ -349,6 +349,22 @@ def test_an_archive_aliasing_a_device_file_is_refused_and_changes_nothing(site, 
     assert board.tree() == before  # byte for byte; the archive and uota.state are gone too
 
 
+@pytest.mark.parametrize("filesystem", FILESYSTEMS)
+def test_a_record_naming_a_file_by_an_alias_never_removes_it(site, filesystem):
+    # uota.files as a previous release left it, with other spellings of files the device must keep:
+    # the new release's own files, an excluded file, uota's own; and one file that really went.
+    aliases = ["MAIN.PY", "Lib/Util.py", "LIB/DEEP/MORE.PY", "lib/util.py.", "MAIN~1.PY"]
+    aliases += [alias.values[1] for alias in ALIASES]
+    record = "".join("0 0 %s\n" % path for path in aliases + ["lib/dropped.py"])
+    board = Board(filesystem, dict(OLD, **{"uota.files": record, "lib/dropped.py": "X = 0\n"}), site.url)
+    build(site, "1.1.0")
+
+    assert board.update() == ((True, True), [])
+
+    expected = installed("1.1.0", site.url, before=OLD)
+    assert board.tree() == expected  # every file kept but lib/dropped.py, which is gone
+
+
 # ---------------------------------------------------------------- 2. names too long for their temporary
 
 
