@@ -234,6 +234,43 @@ def test_a_release_moving_devices_from_https_to_http_fails(tmp_path, dist, relea
     assert "from https to plain http" in result.stdout
 
 
+def release_moving_devices(tmp_path, dist, url):
+    """A release whose uota.cfg moves devices to url (a path on the server under test)."""
+    app = dict(APP, **{"uota.cfg": repr({"url": url, "tmp_filename": "fw.tmp"})})
+    build_release(write_tree(tmp_path / "app-moving", app), "1.1.0", dist)
+
+
+@pytest.mark.parametrize("latest, reason", [
+    (None, "where latest fails: HTTP 404"),
+    ("1.0.5;firmware-1.0.5.tar.gz;0\n", "which offers only 1.0.5"),
+    ("1.1.0\n", "where latest fails: "),
+])
+def test_a_release_moving_devices_to_a_url_that_does_not_offer_it_fails(tmp_path, dist, uota_serve, latest, reason):
+    dist.mkdir()
+    url = uota_serve(dist)
+    release_moving_devices(tmp_path, dist, url + "mirror/")
+    if latest is not None:
+        (dist / "mirror").mkdir()
+        (dist / "mirror" / "latest").write_text(latest)
+
+    result = check(url)
+
+    assert result.returncode == 1, result.stdout
+    assert "problem: the archive's uota.cfg would be refused: it moves updates to %smirror/, %s" % (url, reason) \
+        in result.stdout
+
+
+def test_a_release_moving_devices_to_a_url_that_offers_it_passes(tmp_path, dist, uota_serve):
+    dist.mkdir()
+    url = uota_serve(dist)
+    release_moving_devices(tmp_path, dist, url + "mirror/")
+    (dist / "mirror").mkdir()
+    (dist / "mirror" / "latest").write_text("1.2.0;firmware-1.2.0.tar.gz;0\n")  # a newer one will do
+
+    result = check(url)
+
+    assert result.returncode == 0, result.stdout
+
 
 def test_a_release_without_uota_files_warns_that_devices_keep_dropped_files(dist, uota_serve):
     hand_made_release(dist, [file_member("version", b"1.1.0\n"), file_member("main.py", b"print(1)\n")])

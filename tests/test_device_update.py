@@ -6,11 +6,13 @@ device module on the runtime under test (`runtime` fixture: cpython, mp120, mp12
 
 import ast
 import gzip
+import socket
 import tarfile
 
 import pytest
 
 from uota.build import gzip_with_window
+from uota.pin import pins_for_certificate
 
 from releases import assert_update_changes_nothing, Device, device_cfg, publish, tar_cli, tar_python, write_tree
 
@@ -189,9 +191,10 @@ def test_the_device_s_own_settings_survive_a_release_cfg(runtime, tmp_path, dist
 
 
 def https_device_and_release(runtime, tmp_path, dist, release_server, tls_identity, **new_cfg):
-    """A device updating over https, and a release whose uota.cfg moves it to plain http."""
+    """A device updating over https, and a release whose uota.cfg moves it to plain http (a
+    server of the same releases)."""
     device = make_device(runtime, tmp_path, release_server(dist, tls_identity[0]).url)
-    new_cfg = device_cfg("http://127.0.0.1:9/", **new_cfg)
+    new_cfg = device_cfg(release_server(dist).url, **new_cfg)
     release(dist, tmp_path, files=dict(NEW, **{"uota.cfg": new_cfg}))
     return device, new_cfg
 
@@ -211,6 +214,76 @@ def test_a_release_may_move_updates_to_http_when_its_cfg_says_so(runtime, tmp_pa
 
     assert result == "True True", log
     assert device.files()["uota.cfg"] == new_cfg.encode()
+
+
+def test_a_pinned_device_is_not_moved_to_http_even_where_the_release_allows_it(runtime, tmp_path, dist, release_server,
+                                                                              tls_identity):
+    device, _ = https_device_and_release(runtime, tmp_path, dist, release_server, tls_identity, allow_http=True)
+    before = device.files()
+
+    result, log = device.update(pubkey_hash=pins_for_certificate(tls_identity[1])["ucertpin"])
+
+    assert result == "False False", log
+    assert device.files() == before
+    assert "where latest fails: " in log and "no TLS to check" in log  # the pin could never be checked again
+
+
+def moving_release(dist, tmp_path, url):
+    """A release whose uota.cfg moves devices to url; returns that uota.cfg's text."""
+    new_cfg = device_cfg(url)
+    release(dist, tmp_path, files=dict(NEW, **{"uota.cfg": new_cfg}))
+    return new_cfg
+
+
+def closed_port():
+    """A port on 127.0.0.1 where nothing listens: connecting is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def mirror(dist, folder, latest):
+    """dist/folder/latest with the text latest: another place a release can move devices to."""
+    (dist / folder).mkdir()
+    (dist / folder / "latest").write_text(latest)
+    return folder + "/"
+
+
+def test_a_release_may_move_updates_to_a_url_that_offers_it(runtime, tmp_path, dist, server):
+    device = make_device(runtime, tmp_path, server.url)
+    new_url = server.url + mirror(dist, "mirror", "1.1.0;firmware-1.1.0.tar.gz;0\n")
+    new_cfg = moving_release(dist, tmp_path, new_url)
+
+    result, log = device.update()
+
+    assert result == "True True", log
+    assert device.files()["uota.cfg"] == new_cfg.encode()
+    assert server.requests[-1] == "/mirror/latest"  # asked before the install, with the same client
+
+
+DEAD_URLS = [
+    pytest.param(None, "where latest fails", id="nothing-listens"),
+    pytest.param("missing/", "where latest fails", id="http-404"),
+    pytest.param(("bad", "1.1.0\n"), "where latest fails", id="invalid-latest"),
+    pytest.param(("old", "1.0.5;firmware-1.0.5.tar.gz;0\n"), "which offers only 1.0.5", id="older-release"),
+]
+
+
+@pytest.mark.parametrize("target, reason", DEAD_URLS)
+def test_a_release_moving_updates_to_a_url_that_does_not_offer_it_is_refused(runtime, tmp_path, dist, server,
+                                                                             target, reason):
+    device = make_device(runtime, tmp_path, server.url)
+    if target is None:
+        new_url = "http://127.0.0.1:%d/" % closed_port()
+    elif isinstance(target, str):
+        new_url = server.url + target
+    else:
+        new_url = server.url + mirror(dist, *target)
+    moving_release(dist, tmp_path, new_url)
+
+    log = assert_update_changes_nothing(device, "False False")
+
+    assert "the release moves updates to %s, %s" % (new_url, reason) in log
 
 
 def test_a_failing_logging_backend_leaves_the_result_and_the_messages(runtime, tmp_path, dist, server):

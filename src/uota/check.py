@@ -6,7 +6,9 @@ device does, and judges them with the device module's own code: `latest` with
 (`_Tar`), so a name, link or corrupt header the device would refuse is refused
 here too. The `Report` it returns lists:
 
-    problems   reasons a device would not install the release (exit status 1)
+    problems   reasons a device would not install the release (exit status 1),
+               among them a release uota.cfg that moves devices to a url whose
+               `latest` does not offer this release or a newer one
     warnings   things that work but cost devices: no hash (nothing to verify,
                and a cut download cannot be resumed), no free-space figure,
                a server that ignores Range, no ``uota.files`` (devices keep
@@ -69,6 +71,7 @@ class Report:
     window_bits: Optional[int] = None
     members: List[Member] = field(default_factory=list)
     files_list: Optional[bytes] = None  # the archive's uota.files
+    moves_to: Optional[str] = None  # the url the archive's uota.cfg moves devices to
     problems: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
 
@@ -130,6 +133,8 @@ def _check(report, base, pin, progress):
             report.problems.append("{}: the server answers HTTP {}".format(report.filename, status))
             return
         _judge_archive(report, archive)
+    if report.moves_to:
+        _judge_new_url(report, pin)
     report.range_status = _range_status(archive_url, pin)
     if report.range_status != 206:
         report.warnings.append(
@@ -254,6 +259,27 @@ def _judge_cfg_member(report, data):
         return
     if _cfg.moves_to_http(report.url, new):
         report.problems.append("the archive's uota.cfg would be refused: {}".format(_cfg._TO_HTTP))
+    elif _cfg.check_cfg(dict(new))["url"] != report.url:
+        report.moves_to = _cfg.check_cfg(dict(new))["url"]
+
+
+def _judge_new_url(report, pin):
+    """A release that moves devices to another url is refused unless its latest there offers
+    this release or a newer one (the device's rule: a device sent elsewhere must update again)."""
+    why = None
+    try:
+        status, body = _get_small(report.moves_to + "latest", pin)
+        if status != 200:
+            why = "where latest fails: HTTP {}".format(status)
+        else:
+            served = _latest.parse_latest(body.decode())[0]
+            if _latest.compare_versions(served, report.version) < 0:
+                why = "which offers only {}".format(served)
+    except (CommandError, _PinMismatch, UnicodeDecodeError, _core.UotaError) as error:
+        why = "where latest fails: {}".format(error)
+    if why:
+        report.problems.append("the archive's uota.cfg would be refused: it moves updates to {}, {}".format(
+            report.moves_to, why))
 
 
 def _range_status(url, pin):

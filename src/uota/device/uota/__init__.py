@@ -10,7 +10,9 @@
 #                        installed release listed in uota.files that this one drops) ->
 #                        check the delete list, the release's uota.cfg's if it has one, and
 #                        merge that uota.cfg with the device's own settings (_cfg) ->
-#                        record it as ready, with what the install needs to know
+#                        when it moves updates to another url, GET latest there: it must
+#                        offer this release or a newer one (_fetch) -> record it as
+#                        ready, with what the install needs to know
 #   install_new_firmware(): journal "installing" -> one pass over the archive (_install,
 #                        _tar) writing every file beside its target, renamed over ->
 #                        delete list, then the dropped files -> version (the commit) ->
@@ -100,7 +102,10 @@ def _check(quiet, version_check, pubkey_hash):
     try:
         state, release_cfg, need, dropped = _check_archive(cfg)
         _unload(_VERIFY_STEP)
-        delete, new_cfg = _plan_cfg(release_cfg, cfg, dropped)
+        delete, new_cfg, url = _plan_cfg(release_cfg, cfg, dropped)
+        _unload(_CFG_STEP)
+        if url:
+            _reach(dict(cfg, url=url), pubkey_hash, state[1])
     except VerifyError:
         _remove(cfg["tmp_filename"])
         _remove(_STATE)
@@ -133,6 +138,12 @@ def _plan_cfg(release_cfg, cfg, dropped):
     from ._cfg import plan_cfg
 
     return plan_cfg(release_cfg, cfg, dropped)
+
+
+def _reach(cfg, pubkey_hash, version):
+    from ._fetch import reach
+
+    reach(cfg, pubkey_hash, version)
 
 
 def install_new_firmware(quiet=False):

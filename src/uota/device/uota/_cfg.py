@@ -210,7 +210,8 @@ def _with_own_settings(new):
 
 def plan_cfg(release_cfg, cfg, dropped):
     """(the delete list the install applies, the uota.cfg text it writes or None to write
-    the release's as it is). release_cfg: the release's uota.cfg text, None when it has none.
+    the release's as it is, the url the release moves updates to or None when it keeps
+    the device's). release_cfg: the release's uota.cfg text, None when it has none.
 
     The delete list is the release's, else the device's; VerifyError if it names what it may
     not, or if the release moves updates from https to http without saying 'allow_http': True
@@ -218,20 +219,24 @@ def plan_cfg(release_cfg, cfg, dropped):
     release's that this one does not ship) that the delete list may name, ":"-prefixed:
     the install removes it only while it is a file.
     """
+    url = None
     if release_cfg is None:
         delete, text = cfg["delete"], None
     else:
         new = parse_cfg(release_cfg)
-        delete = check_cfg(dict(new))["delete"]
+        checked = check_cfg(dict(new))
+        delete = checked["delete"]
         if moves_to_http(cfg["url"], new):
             raise VerifyError(_TO_HTTP)
         text = _with_own_settings(new)
+        if checked["url"] != cfg["url"]:
+            url = checked["url"]
     kept = (cfg["tmp_filename"].lower(), _STATE) + _OWN_FILES + tuple(cfg["excluded_files"])
     for entry in delete:
         why = _kept(entry, kept)
         if why:
             raise VerifyError(why)
-    return list(delete) + [":" + path for path in dropped if not _kept(path, kept)], text
+    return list(delete) + [":" + path for path in dropped if not _kept(path, kept)], text, url
 
 
 def _kept(entry, kept):

@@ -1,7 +1,7 @@
 # Fetching a release: `latest` into a bounded buffer, the version order, and the archive
 # streamed to flash, hashed on the fly and resumed where an earlier try was cut.
 
-from ._core import (_STATE, VerifyError, _copy, _free_bytes, _hex, _log, _read_state, _read_version,
+from ._core import (_STATE, UotaError, VerifyError, _copy, _free_bytes, _hex, _log, _read_state, _read_version,
                     _remove, _sha256, _stat, _write_state, const)
 from ._http import _request
 from ._latest import _LATEST_MAX, compare_versions, parse_latest
@@ -49,6 +49,17 @@ def fetch_release(cfg, quiet, version_check, pubkey_hash):
     size, sha = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha, offset, free_kb)
     _write_state("partial", version, size, sha, archive, excluded)  # whole, not checked yet
     return "downloaded"
+
+
+def reach(cfg, pin, version):
+    """VerifyError unless the url a release moves updates to (cfg's) serves a latest that
+    offers `version` or a newer one: a device sent elsewhere must be able to update again."""
+    try:
+        served = parse_latest(_fetch_small(cfg["url"] + "latest", cfg, pin, _LATEST_MAX).decode())[0]
+    except (UotaError, OSError, ValueError) as e:
+        raise VerifyError("the release moves updates to %s, where latest fails: %s" % (cfg["url"], e))
+    if compare_versions(served, version) < 0:
+        raise VerifyError("the release moves updates to %s, which offers only %s" % (cfg["url"], served))
 
 
 def _fetch_small(url, cfg, pin, limit):
