@@ -1,6 +1,7 @@
 """Power-cut sweeps: cut an update at every write, reboot, recover, and judge the device.
 
-A device starts with release A (`OLD`, with `uota.cfg` excluding `wifi.json`); a real HTTP
+A device starts with release A (`OLD`, with `uota.cfg` excluding `wifi.json` and giving the
+device's own `device_id`, which B's `uota.cfg` lacks and the install keeps); a real HTTP
 server on 127.0.0.1 (`uota serve`) offers release B (`NEW`: changed files, a new
 subdirectory, a file bigger than a flash block, and a new `uota.cfg` whose `delete` list
 removes one of A's files), built by `uota build`; B does not ship another file that A's
@@ -24,6 +25,7 @@ filesystem code, writes are block-device writes), and real MicroPython (WebAssem
 `uota.runtime`) over an in-memory VFS (`device_fs/cutfs.py`), writes are VFS calls.
 """
 
+import ast
 import importlib
 import importlib.util
 import itertools
@@ -77,7 +79,7 @@ class Releases:
     """A and B for one server URL: B published in `dist`, and both trees as devices hold them."""
 
     def __init__(self, dist, url):
-        self.old_cfg = device_cfg(url)
+        self.old_cfg = device_cfg(url, device_id="board-7")  # the device's own: the install keeps it
         self.new_cfg = device_cfg(url, delete=DELETED)
         source = write_tree(Path(dist) / "src", dict(NEW, **{"uota.cfg": self.new_cfg}))
         archive = build_release(source, NEW_VERSION, dist).archive_path
@@ -87,7 +89,8 @@ class Releases:
         new.update((name, data) for name, data in NEW.items() if name != "wifi.json")
         for name in DELETED + DROPPED:
             del new[name]
-        self.new_tree = tree_of(dict(new, **{"uota.cfg": self.new_cfg, "version": NEW_VERSION,
+        installed_cfg = repr(dict(ast.literal_eval(self.new_cfg), device_id="board-7"))
+        self.new_tree = tree_of(dict(new, **{"uota.cfg": installed_cfg, "version": NEW_VERSION,
                                             "uota.files": listed_files(archive)}))
 
 
@@ -99,6 +102,18 @@ def tree_of(files):
         for cut in range(len(name)):
             if name[cut] == "/":
                 tree[name[: cut + 1]] = None
+    return _canonical_cfg(tree)
+
+
+def _canonical_cfg(tree):
+    """tree with uota.cfg's keys in sorted order: the install writes a merged uota.cfg with
+    repr(), whose key order differs between CPython and MicroPython; the settings are what
+    count. A uota.cfg that does not parse stays as it is."""
+    try:
+        cfg = ast.literal_eval(tree["uota.cfg"].decode())
+        tree["uota.cfg"] = repr(dict(sorted(cfg.items()))).encode()
+    except (KeyError, AttributeError, ValueError, SyntaxError, UnicodeDecodeError):
+        pass
     return tree
 
 
@@ -254,7 +269,7 @@ class FlashDevice:
             else:
                 with self.fs.open(path, "rb") as f:
                     tree[path] = f.read()
-        return tree
+        return tree if folder else _canonical_cfg(tree)
 
     def writes_of_update(self):
         """W: the writes an uninterrupted update makes (which must end at B)."""
@@ -349,7 +364,7 @@ def _image_text(tree):
 
 
 def _image_tree(text):
-    return {p: None if d is None else bytes(d) for p, d in json.loads(text).items()}
+    return _canonical_cfg({p: None if d is None else bytes(d) for p, d in json.loads(text).items()})
 
 
 class Boot:
