@@ -31,17 +31,20 @@ same sweeps (`tests/test_power_cut.py`).
 ## Method
 
 A device holds release A (`version`, `main.py`, `lib/`, `wifi.json` listed in
-`excluded_files`, `uota.cfg`). A real HTTP server on 127.0.0.1 (`uota serve`) offers
-release B, built by `uota build`: changed files, one unchanged, a new subdirectory, a 9 KB
-incompressible file (over one 4 KB block), the excluded `wifi.json` with other content, and
-a new `uota.cfg` whose `delete` list removes one of A's files.
+`excluded_files`, `uota.cfg` with the device's own `device_id`, and the `uota.files` A's
+install left). A real HTTP server on 127.0.0.1 (`uota serve`) offers release B, built by
+`uota build`: changed files, one unchanged, a new subdirectory, a 9 KB incompressible file
+(over one 4 KB block), the excluded `wifi.json` with other content, a new `uota.cfg` (without
+`device_id`, which the install keeps: the merged file is written) whose `delete` list removes
+one of A's files, and not another file that A's `uota.files` lists, which the install removes.
 
 First an uninterrupted update (`check_for_updates()` then `install_new_firmware()`)
 counts its writes W. Then, for every N in 1..W: a fresh device with A, the same update with
 the power cut after write N (every later write is lost while the code runs on), a reboot,
 `recover()`, and a verdict on the whole tree, byte for byte, `version` included:
 
-- **new**: exactly B (A's `wifi.json` kept, the deleted file gone), nothing else;
+- **new**: exactly B (A's `wifi.json` and `device_id` kept, the deleted and the dropped file
+  gone, B's `uota.files`), nothing else;
 - **old**: exactly A, plus at most the legal leftovers of a download that had not finished:
   the archive `fw.tmp` (partial or whole) and `uota.state` holding a complete record in
   phase `partial` or `ready` (the next check resumes or installs them);
