@@ -10,10 +10,12 @@ import tarfile
 import pytest
 
 from uota.build import build_release
+from uota.check import check_release
 from uota.pin import pins_for_certificate
 
 from fixtures_servers import run_uota
-from releases import file_member, publish, tar_members, write_tree
+from hostile import ARCHIVE_RULES, publish_hostile
+from releases import device_cfg, file_member, publish, tar_members, write_tree
 
 APP = {"main.py": "print('hello')\n", "lib/util.py": "A = 1\n"}
 
@@ -85,13 +87,13 @@ def test_wrong_hash_in_latest_fails(good_release, dist, uota_serve):
     assert "latest says {}".format(wrong) in result.stdout
 
 
-def test_missing_version_member_fails(dist, uota_serve):
+def test_missing_version_member_warns_for_the_original_s_devices(dist, uota_serve):
     hand_made_release(dist, [file_member("main.py", b"print(1)\n")])
 
     result = check(uota_serve(dist))
 
-    assert result.returncode == 1
-    assert "problem: the archive has no version member" in result.stdout
+    assert result.returncode == 0, result.stdout  # uota's install writes the version itself
+    assert "warning: the archive has no version member: devices running the original uOTA" in result.stdout
 
 
 def test_version_member_disagreeing_with_latest_fails(dist, uota_serve):
@@ -100,13 +102,13 @@ def test_version_member_disagreeing_with_latest_fails(dist, uota_serve):
     result = check(uota_serve(dist))
 
     assert result.returncode == 1
-    assert "problem: the archive's version member says '1.0.0', latest says '1.1.0'" in result.stdout
+    assert "problem: a device refuses the release: the archive's version file does not say 1.1.0" in result.stdout
 
 
 @pytest.mark.parametrize(
     "member, reason",
     [
-        pytest.param(symlink_member("main.py", "/etc/passwd"), "not a regular file or directory", id="symlink"),
+        pytest.param(symlink_member("main.py", "/etc/passwd"), "archive member 'main.py' is not a regular file or directory", id="symlink"),
         pytest.param(file_member("../x", b"escape"), "unsafe path '../x'", id="dotdot"),
         pytest.param(file_member("/etc/x", b"escape"), "unsafe path '/etc/x'", id="absolute"),
         pytest.param(file_member("lib/../../x", b"escape"), "unsafe path 'lib/../../x'", id="inner-dotdot"),
@@ -118,8 +120,7 @@ def test_unsafe_member_fails(dist, uota_serve, member, reason):
     result = check(uota_serve(dist))
 
     assert result.returncode == 1
-    assert "problem: a device refuses the archive: " in result.stdout
-    assert reason in result.stdout
+    assert "problem: a device refuses the release: " + reason in result.stdout
 
 
 def test_free_space_figure_too_small_fails(good_release, dist, uota_serve):
@@ -256,7 +257,7 @@ def test_a_release_moving_devices_to_a_url_that_does_not_offer_it_fails(tmp_path
     result = check(url)
 
     assert result.returncode == 1, result.stdout
-    assert "problem: the archive's uota.cfg would be refused: it moves updates to %smirror/, %s" % (url, reason) \
+    assert "problem: a device refuses the release: the release moves updates to %smirror/, %s" % (url, reason) \
         in result.stdout
 
 
@@ -292,3 +293,65 @@ def test_a_uota_files_that_does_not_match_the_archive_warns(dist, uota_serve):
     assert result.returncode == 0, result.stdout
     assert "warning: uota.files does not list: " in result.stdout  # version, and main.py as it is
     assert "warning: uota.files lists what the archive does not hold: 0 0 lib/gone.py, " in result.stdout
+
+
+@pytest.mark.parametrize("serve", ["uota_serve", "nginx"])
+def test_every_hostile_release_is_reported_with_the_reason_devices_give(request, tmp_path, serve):
+    # hostile.ARCHIVE_RULES: each entry published in its own folder of one server
+    entries = {entry.id: entry.values for entry in ARCHIVE_RULES}
+    dist = tmp_path / "dist"
+    for ident, (members, _) in entries.items():
+        folder = dist / ident
+        folder.mkdir(parents=True)
+        publish_hostile(folder, members)
+    base = request.getfixturevalue(serve)(dist)
+
+    wrong = {}
+    for ident, (_, reason) in entries.items():
+        url = base + ident + "/"
+        report = check_release(url, device_cfg=device_cfg(url))  # as the devices of test_device_refuses
+        if not any(problem.startswith("a device refuses the release: " + reason) for problem in report.problems):
+            wrong[ident] = report.problems
+
+    assert wrong == {}
+
+
+def test_header_option_is_sent_with_every_request_to_the_release_s_origin(good_release, dist, release_server):
+    server = release_server(dist)
+
+    result = check(server.url, "--header", "Authorization: Bearer seven", "--header", "X-Device:board-7")
+
+    assert result.returncode == 0, result.stdout
+    assert [path for path, _ in server.heads] == ["/latest", "/firmware-1.1.0.tar.gz", "/firmware-1.1.0.tar.gz"]
+    for _, headers in server.heads:
+        assert (headers["Authorization"], headers["X-Device"]) == ("Bearer seven", "board-7")
+
+
+def test_header_option_is_not_sent_after_a_redirect_to_another_origin(good_release, dist, release_server, tmp_path):
+    elsewhere = release_server(dist)
+    server = release_server(tmp_path)
+    server.quirks["/latest"] = ("redirect", (302, elsewhere.url + "latest"))
+
+    check(server.url, "--header", "Authorization: Bearer seven")
+
+    assert elsewhere.heads and all("Authorization" not in headers for _, headers in elsewhere.heads)
+
+
+@pytest.mark.parametrize("header", ["no colon", ": empty name", "X-Bad\\x01: v", "Host: other"])
+def test_a_header_devices_would_refuse_is_a_one_line_error(good_release, dist, uota_serve, header):
+    result = check(uota_serve(dist), "--header", header.replace("\\x01", "\x01"))
+
+    assert result.returncode != 0 and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_cfg_option_judges_the_release_as_devices_with_that_uota_cfg(dist, uota_serve, tmp_path):
+    hand_made_release(dist, [file_member("version", b"1.1.0\n"), file_member("fw.tmp", b"x")])
+    url = uota_serve(dist)
+    cfg_file = tmp_path / "uota.cfg"
+    cfg_file.write_text(device_cfg(url))  # tmp_filename fw.tmp: the archive would overwrite the download
+
+    default, with_cfg = check(url), check(url, "--cfg", cfg_file)
+
+    assert default.returncode == 0, default.stdout  # a device downloading into uota.tmp installs it
+    assert with_cfg.returncode == 1
+    assert "problem: a device refuses the release: archive would overwrite 'fw.tmp'" in with_cfg.stdout

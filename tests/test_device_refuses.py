@@ -10,6 +10,7 @@ import tarfile
 
 import pytest
 
+from hostile import ARCHIVE_RULES, FLASH_RULES, cfg_member, publish_hostile
 from releases import assert_update_changes_nothing, Device, device_cfg, file_member, publish, tar_members, write_tree
 from test_device_update import OLD, make_device, release
 
@@ -48,132 +49,16 @@ def test_bad_latest_is_refused_before_download(runtime, tmp_path, release_server
     assert device.files() == before
 
 
-def _info(name, kind, **fields):
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    for key, value in fields.items():
-        setattr(info, key, value)
-    return info, None
-
-
-HOSTILE_MEMBERS = [
-    pytest.param([file_member("/etc/passwd", b"root")], id="absolute-path"),
-    pytest.param([file_member("../outside.py", b"x")], id="dotdot"),
-    pytest.param([file_member("lib/../../outside.py", b"x")], id="inner-dotdot"),
-    pytest.param([_info("link.py", tarfile.SYMTYPE, linkname="/etc/passwd")], id="symlink"),
-    pytest.param([_info("hard.py", tarfile.LNKTYPE, linkname="main.py")], id="hardlink"),
-    pytest.param([_info("dev", tarfile.CHRTYPE, devmajor=1, devminor=3)], id="char-device"),
-    pytest.param([_info("blk", tarfile.BLKTYPE)], id="block-device"),
-    pytest.param([_info("fifo", tarfile.FIFOTYPE)], id="fifo"),
-    pytest.param([file_member("version", b"6.6.6\n")], id="version-disagrees"),
-    pytest.param([file_member("fw.tmp", b"x")], id="overwrites-the-archive"),
-    pytest.param([file_member("uota.state", b"x")], id="overwrites-the-state"),
-    pytest.param([file_member("main.py/inner.py", b"x")], id="file-under-a-file"),
-    pytest.param([file_member("lib", b"x")], id="file-over-a-directory"),
-    pytest.param([file_member("new", b"x"), file_member("new/inner.py", b"x")], id="file-then-under-it"),
-    pytest.param([file_member("new/inner.py", b"x"), file_member("new", b"x")], id="under-it-then-file"),
-    pytest.param([file_member("uota.cfg", b"{'url': __import__('os')}")], id="unreadable-new-cfg"),
-    pytest.param([file_member("uota.cfg", b"{'url': 'http://x/', 'tmp_filename': 'fw.tmp', 'delete': ['../etc']}")], id="delete-outside-root"),
-    pytest.param([file_member("uota.cfg", b"{'url': 'http://x/', 'tmp_filename': 'fw.tmp', 'delete': ['/']}")], id="delete-root"),
-]
-
-
-def _cfg_member(**cfg):
-    return file_member("uota.cfg", repr(dict({"url": "http://x/", "tmp_filename": "fw.tmp"}, **cfg)).encode())
-
-
-def _dir(name, size=0):
-    info, _ = _info(name, tarfile.DIRTYPE, size=size)
-    return info, bytes(size)
-
-
-def _pax_member(name, data, **records):
-    info, data = file_member(name, data)
-    info.pax_headers = records
-    return info, data
-
-
-# Paths that are not in the one canonical form: other spellings of a path, names FAT
-# reads as another name, names that cannot be written. Each refuses the whole archive.
-NON_CANONICAL_MEMBERS = [
-    pytest.param([file_member("lib//util.py", b"x")], id="double-slash"),
-    pytest.param([file_member("lib/./util.py", b"x")], id="dot-component"),
-    pytest.param([file_member("./lib/../wifi.json", b"x")], id="dotdot-back-in"),
-    pytest.param([_dir("lib/.")], id="dir-dot"),
-    pytest.param([file_member("main.py.", b"x")], id="trailing-dot"),
-    pytest.param([file_member("main.py ", b"x")], id="trailing-space"),
-    pytest.param([file_member("lib /util.py", b"x")], id="folder-trailing-space"),
-    pytest.param([file_member(" main.py", b"x")], id="leading-space"),
-    pytest.param([file_member("WIFI~1.JSO", b"x")], id="fat-short-name"),
-    pytest.param([file_member("lib/a:b.py", b"x")], id="fat-forbidden-character"),
-    pytest.param([file_member("lib/\x01.py", b"x")], id="control-character"),
-    pytest.param([_pax_member("x.py", b"x", path="caf\u00e9.py")], id="non-ascii"),
-    pytest.param([file_member("lib/" + "m" * 247 + ".py", b"x")], id="name-too-long-for-its-temporary-name"),
-]
-
-# Other spellings of the device's own files: FAT opens the same file for each.
-OWN_FILE_ALIASES = [
-    pytest.param([file_member("UOTA.CFG", b"{}")], id="cfg-upper"),
-    pytest.param([file_member("Uota.Cfg", b"{}")], id="cfg-mixed"),
-    pytest.param([file_member("VERSION", b"6.6.6\n")], id="version-upper"),
-    pytest.param([file_member("UOTA.STATE", b"installing;1.1.0;0;x;../x;0\nend\n")], id="state-upper"),
-    pytest.param([file_member("FW.TMP", b"x")], id="archive-upper"),
-    pytest.param([file_member("main.py.UOTA-NEW", b"x")], id="temporary-upper"),
-]
-
-# A release uota.cfg passes the checks of the device's own: it could not stop updates.
-BAD_RELEASE_CFGS = [
-    pytest.param([_cfg_member(excluded_files=["../x"])], id="excluded-outside"),
-    pytest.param([_cfg_member(excluded_files=["a//b"])], id="excluded-not-canonical"),
-    pytest.param([_cfg_member(tmp_filename="version")], id="tmp-is-version"),
-    pytest.param([_cfg_member(tmp_filename="UOTA.CFG")], id="tmp-is-cfg"),
-    pytest.param([_cfg_member(tmp_filename="../fw.tmp")], id="tmp-outside"),
-    pytest.param([_cfg_member(tmp_filename="main.py.uota-new")], id="tmp-temporary"),
-    pytest.param([_cfg_member(delete=["lib/."])], id="delete-dot"),
-    pytest.param([_cfg_member(delete=["lib//util.py"])], id="delete-not-canonical"),
-    pytest.param([_cfg_member(timeout=0)], id="timeout-zero"),
-    pytest.param([_cfg_member(timeout=-5)], id="timeout-negative"),
-    pytest.param([_cfg_member(timeout=10**9)], id="timeout-huge"),
-    pytest.param([_cfg_member(timeout="10")], id="timeout-text"),
-    pytest.param([_cfg_member(url="ftp://x/")], id="url-not-http"),
-    pytest.param([_cfg_member(url="http:///")], id="url-no-host"),
-    pytest.param([_cfg_member(headers={"X-Token": "a\r\nX-Evil: 1"})], id="header-crlf"),
-    pytest.param([_cfg_member(headers={"Bad Name": "v"})], id="header-name"),
-]
-
-# The delete list never reaches the device's configuration, its own files or excluded ones.
-BAD_DELETES = [
-    pytest.param([_cfg_member(delete=["wifi.json"])], id="delete-excluded"),
-    pytest.param([_cfg_member(delete=["WIFI.JSON"])], id="delete-excluded-alias"),
-    pytest.param([_cfg_member(delete=["uota.cfg"])], id="delete-cfg"),
-    pytest.param([_cfg_member(delete=["version"])], id="delete-version"),
-    pytest.param([_cfg_member(delete=["fw.tmp"])], id="delete-archive"),
-    pytest.param([_cfg_member(delete=["uota.state"])], id="delete-state"),
-]
-
-MALFORMED_MEMBERS = [
-    pytest.param([_pax_member("main.py", b"abc", size="-512")], id="negative-pax-size"),
-    pytest.param([_dir("lib", 600)], id="folder-with-data"),
-]
-
-
-@pytest.mark.parametrize("members", HOSTILE_MEMBERS + NON_CANONICAL_MEMBERS + OWN_FILE_ALIASES + BAD_RELEASE_CFGS + BAD_DELETES + MALFORMED_MEMBERS)
-def test_hostile_archive_changes_nothing_and_is_deleted(runtime, tmp_path, release_server, members):
+@pytest.mark.parametrize("members, reason", ARCHIVE_RULES + FLASH_RULES)
+def test_hostile_archive_changes_nothing_and_is_deleted(runtime, tmp_path, release_server, members, reason):
     dist = tmp_path / "dist"
     dist.mkdir()
-    # The hostile member comes last, after files that would otherwise have been written.
-    good = [file_member("main.py", b"print('new')\n"), file_member("version", b"1.1.0\n")]
-    pax = any(info.pax_headers for info, _ in members)
-    archive = tar_members(dist / "evil.tar.gz", good + members, tarfile.PAX_FORMAT if pax else tarfile.GNU_FORMAT)
-    publish(dist, "1.1.0", archive)
-    server = release_server(dist)
-    device = make_device(runtime, tmp_path, server.url)
-    before = device.files()
+    publish_hostile(dist, members)
+    device = make_device(runtime, tmp_path, release_server(dist).url)
 
-    result, log = device.update()
+    log = assert_update_changes_nothing(device, "False False")
 
-    assert result == "False False", log
-    assert device.files() == before
+    assert "uota: " + reason in log
     assert not (tmp_path / "outside.py").exists()
 
 
@@ -304,7 +189,7 @@ def test_member_under_a_link_on_the_device_is_refused(linked_device):
 
 def test_delete_through_a_link_on_the_device_is_refused(linked_device):
     device, dist, outside = linked_device
-    members = [file_member("version", b"1.1.0\n"), _cfg_member(delete=["shared/secret.txt"])]
+    members = [file_member("version", b"1.1.0\n"), cfg_member(delete=["shared/secret.txt"])]
     publish(dist, "1.1.0", tar_members(dist / "fw.tar.gz", members))
 
     log = assert_update_changes_nothing(device, "False False")

@@ -2,9 +2,13 @@
 
 `check_release(url)` fetches ``URL/latest`` and the archive it names, as a
 device does, and judges them with the device module's own code: `latest` with
-`parse_latest`, the archive by walking it with the device's tar reader
-(`_Tar`), so a name, link or corrupt header the device would refuse is refused
-here too. The `Report` it returns lists:
+`parse_latest`, then the download with exactly the checks a device runs on it
+(`_judge_download`: every member, the release's `uota.cfg`, its `delete` list and
+the url it moves devices to), on a virtual device: an empty folder holding the
+archive as its download and a `uota.cfg` for URL. What depends on a device's own
+flash (files already there, free space) is what an empty device with this
+machine's free space would make of it; the flash a device needs is reported. The
+`Report` it returns lists:
 
     problems   reasons a device would not install the release (exit status 1),
                among them a release uota.cfg that moves devices to a url whose
@@ -22,15 +26,18 @@ Failing to reach the server at all is a `CommandError`, not a problem.
 
 import hashlib
 import http.client
+import os
 import socket
 import ssl
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 from urllib.parse import urljoin, urlsplit
 
+from .device import uota as device
 from .device.uota import _cfg, _core, _latest, _tar, _verify
 from .errors import CommandError
 from .pin import pins_for_certificate
@@ -39,12 +46,9 @@ _TIMEOUT = 15
 _REDIRECTS_MAX = 5  # as many as the device follows
 _FLASH_BLOCK = 4096  # the block `uota build` rounds FREE_KB to
 _LATEST_READ_MAX = 64 * 1024  # enough to see that a `latest` is too long for the device
-_VERSION_MEMBER_MAX = 64  # the device refuses a longer `version` member
 _CHUNK = 64 * 1024
-# Names the device refuses to let an archive overwrite, whatever its tmp_filename.
-_DEVICE_STATE = "uota.state"
-_DEVICE_TMP_SUFFIX = ".uota-new"
 _FILES_LIST = _verify._FILES  # what `uota build` writes: SHA256HEX SIZE PATH per file
+_TMP_FILENAME = "uota.tmp"  # the virtual device's download, unless the release's uota.cfg names another
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,8 @@ class Report:
     window_bits: Optional[int] = None
     members: List[Member] = field(default_factory=list)
     files_list: Optional[bytes] = None  # the archive's uota.files
-    moves_to: Optional[str] = None  # the url the archive's uota.cfg moves devices to
+    release_cfg: Optional[bytes] = None  # the archive's uota.cfg
+    device_need: Optional[int] = None  # bytes of flash an empty device's install takes at its peak
     problems: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
 
@@ -96,30 +101,66 @@ class _PinMismatch(Exception):
     pass
 
 
-def check_release(url, pin=None, progress=None) -> Report:
+@dataclass(frozen=True)
+class _Client:
+    """How `check` asks the server, as a device would: the pin its key must match, and
+    uota.cfg's headers, sent only to the origin of the release's url."""
+
+    pin: Optional[str]
+    headers: dict
+    origin: tuple
+
+
+def check_release(url, pin=None, progress=None, headers=None, device_cfg=None) -> Report:
     """Fetch the release published at base URL `url` and judge it as a device would.
 
     Args:
         pin: a ucertpin or spki hex pin the https server's key must match.
         progress: called with the archive's size (None when unknown); returns a
             context manager with ``update(byte_count)``, such as a tqdm bar.
+        headers: {name: value} sent with every request to the url's origin, as
+            devices send uota.cfg's `headers` (for releases behind authentication).
+        device_cfg: the text of the devices' uota.cfg: the virtual device that judges
+            the release uses its settings (tmp_filename, excluded_files, headers), with
+            `url` as its url. Without it: the release's uota.cfg's, else uota.tmp and none.
 
     Raises:
-        CommandError: `url` is not http(s), or the server cannot be reached.
+        CommandError: `url` is not http(s), headers or device_cfg that a device would
+            refuse, or the server cannot be reached.
     """
     base = url if url.endswith("/") else url + "/"
-    if urlsplit(base).scheme not in ("http", "https") or not urlsplit(base).hostname:
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CommandError("{!r} is not an http:// or https:// URL".format(url))
+    settings = _device_settings(base, headers or {}, device_cfg)
     report = Report(url=base)
+    client = _Client(pin and pin.strip().lower(), settings.get("headers", {}), _origin(base))
     try:
-        _check(report, base, pin and pin.strip().lower(), progress)
+        _check(report, base, client, progress, settings if device_cfg is not None else None)
     except _PinMismatch as mismatch:
         report.problems.append(str(mismatch))
     return report
 
 
-def _check(report, base, pin, progress):
-    status, body = _get_small(base + "latest", pin)
+def _device_settings(base, headers, device_cfg):
+    """The virtual device's uota.cfg as a dict (url: base), checked by the device's rules."""
+    try:
+        cfg = _cfg.parse_cfg(device_cfg) if device_cfg is not None else {"tmp_filename": _TMP_FILENAME}
+        cfg["url"] = base
+        cfg["headers"] = dict(cfg.get("headers", {}), **headers)
+        _cfg.check_cfg(dict(cfg))
+    except _core.UotaError as error:
+        raise CommandError("the device settings would be refused: {}".format(error))
+    return cfg
+
+
+def _origin(url):
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
+def _check(report, base, client, progress, device_cfg):
+    status, body = _get_small(base + "latest", client)
     if status != 200:
         report.problems.append("latest: the server answers HTTP {}".format(status))
         return
@@ -127,15 +168,14 @@ def _check(report, base, pin, progress):
         return
     archive_url = base + report.filename
     with tempfile.TemporaryDirectory(prefix="uota-check-") as work_dir:
-        archive = Path(work_dir) / report.filename
-        status = _download(archive_url, pin, archive, progress)
+        archive = Path(work_dir) / "archive"
+        status = _download(archive_url, client, archive, progress)
         if status != 200:
             report.problems.append("{}: the server answers HTTP {}".format(report.filename, status))
             return
         _judge_archive(report, archive)
-    if report.moves_to:
-        _judge_new_url(report, pin)
-    report.range_status = _range_status(archive_url, pin)
+        _judge_on_device(report, archive, client, device_cfg)
+    report.range_status = _range_status(archive_url, client)
     if report.range_status != 206:
         report.warnings.append(
             "the server ignores Range (HTTP {} to bytes=0-0): devices cannot resume a cut "
@@ -178,17 +218,13 @@ def _judge_archive(report, archive):
             )
         )
     try:
-        version_text = _walk(report, archive)
-    except _core.VerifyError as error:
-        report.problems.append("a device refuses the archive: {}".format(error))
-        return
+        version_text = _list_members(report, archive)
+    except _core.VerifyError:
+        return  # the device's check says why (_judge_on_device)
     _judge_files_list(report)
     if version_text is None:
-        report.problems.append("the archive has no version member")
-    elif version_text != report.version:
-        report.problems.append(
-            "the archive's version member says {!r}, latest says {!r}".format(version_text, report.version)
-        )
+        report.warnings.append("the archive has no version member: devices running the original uOTA "
+                               "would keep their old version")
     if report.free_kb and report.free_kb < report.needed_kb:
         report.problems.append(
             "latest's free space {} kB is less than the {} kB the release needs "
@@ -196,7 +232,7 @@ def _judge_archive(report, archive):
         )
 
 
-def _walk(report, archive):
+def _list_members(report, archive):
     """List the members with the device's tar reader; return the `version` member's text."""
     version_text = None
     buffer = memoryview(bytearray(1024))
@@ -213,13 +249,10 @@ def _walk(report, archive):
                 continue
             data = _read_member(tar, buffer)
             report.members.append(Member(path, False, len(data), hashlib.sha256(data).hexdigest()))
-            if path == _DEVICE_STATE or path.endswith(_DEVICE_TMP_SUFFIX):
-                report.problems.append("a device refuses the archive: it would overwrite {!r}".format(path))
-            elif path == "version":
-                version_text = "(a {}-byte file)".format(len(data)) if len(data) > _VERSION_MEMBER_MAX \
-                    else data.decode(errors="replace").strip()
+            if path == "version":
+                version_text = data.decode(errors="replace").strip()
             elif path == "uota.cfg":
-                _judge_cfg_member(report, data)
+                report.release_cfg = data
             elif path == _FILES_LIST:
                 report.files_list = data
     finally:
@@ -250,40 +283,50 @@ def _judge_files_list(report):
             report.warnings.append("uota.files {}: {}".format(what, ", ".join(sorted(lines)[:5])))
 
 
-def _judge_cfg_member(report, data):
+def _judge_on_device(report, archive, client, device_cfg):
+    """Run the device's own checks of a download (`_judge_download`) on a virtual device: an
+    empty folder holding `archive` as its download, and a uota.cfg for the release's url:
+    device_cfg, else the release's uota.cfg's settings, else uota.tmp and no excluded files."""
+    root = archive.parent / "device"
+    cfg = device_cfg or _release_settings(report)
+    cfg = dict(cfg, url=report.url, headers=client.headers)
+    target = root / _cfg.check_cfg(dict(cfg))["tmp_filename"]
+    target.parent.mkdir(parents=True)
+    os.replace(archive, target)
+    (root / "uota.cfg").write_text(repr(cfg))
+    with _in_folder(root):
+        try:
+            cfg = _cfg.check_cfg(cfg)
+            _core._write_state("partial", report.version, report.archive_size, report.archive_sha256,
+                               cfg["tmp_filename"], cfg["excluded_files"])
+            report.device_need = device._judge_download(cfg, client.pin or "")[2]
+        except _core.UotaError as error:
+            report.problems.append("a device refuses the release: {}".format(error))
+
+
+def _release_settings(report):
+    """The settings devices installing this release have, as far as it says: its uota.cfg."""
     try:
-        new = _cfg.parse_cfg(data.decode())
-        _cfg.check_cfg(dict(new))
-    except (UnicodeDecodeError, _core.UotaError) as error:
-        report.problems.append("the archive's uota.cfg would be refused: {}".format(error))
-        return
-    if _cfg.moves_to_http(report.url, new):
-        report.problems.append("the archive's uota.cfg would be refused: {}".format(_cfg._TO_HTTP))
-    elif _cfg.check_cfg(dict(new))["url"] != report.url:
-        report.moves_to = _cfg.check_cfg(dict(new))["url"]
+        cfg = _cfg.parse_cfg(report.release_cfg.decode())
+        _cfg.check_cfg(dict(cfg))
+        return cfg
+    except (AttributeError, UnicodeDecodeError, _core.UotaError):
+        return {"tmp_filename": _TMP_FILENAME}
 
 
-def _judge_new_url(report, pin):
-    """A release that moves devices to another url is refused unless its latest there offers
-    this release or a newer one (the device's rule: a device sent elsewhere must update again)."""
-    why = None
+@contextmanager
+def _in_folder(folder):
+    """The device code works in the current folder, the device's root."""
+    previous = os.getcwd()
+    os.chdir(folder)
     try:
-        status, body = _get_small(report.moves_to + "latest", pin)
-        if status != 200:
-            why = "where latest fails: HTTP {}".format(status)
-        else:
-            served = _latest.parse_latest(body.decode())[0]
-            if _latest.compare_versions(served, report.version) < 0:
-                why = "which offers only {}".format(served)
-    except (CommandError, _PinMismatch, UnicodeDecodeError, _core.UotaError) as error:
-        why = "where latest fails: {}".format(error)
-    if why:
-        report.problems.append("the archive's uota.cfg would be refused: it moves updates to {}, {}".format(
-            report.moves_to, why))
+        yield
+    finally:
+        os.chdir(previous)
 
 
-def _range_status(url, pin):
-    response, connection = _open(url, pin, {"Range": "bytes=0-0"})
+def _range_status(url, client):
+    response, connection = _open(url, client, {"Range": "bytes=0-0"})
     try:
         response.read()
         return response.status
@@ -291,16 +334,16 @@ def _range_status(url, pin):
         connection.close()
 
 
-def _get_small(url, pin):
-    response, connection = _open(url, pin)
+def _get_small(url, client):
+    response, connection = _open(url, client)
     try:
         return response.status, response.read(_LATEST_READ_MAX)
     finally:
         connection.close()
 
 
-def _download(url, pin, path, progress):
-    response, connection = _open(url, pin)
+def _download(url, client, path, progress):
+    response, connection = _open(url, client)
     try:
         if response.status != 200:
             return response.status
@@ -332,12 +375,14 @@ def _progress_bar(progress, total):
     return progress(total) if progress else _NoProgress()
 
 
-def _open(url, pin, headers=None):
-    """GET `url`, following redirects as a device does; return (response, connection)."""
+def _open(url, client, headers=None):
+    """GET `url`, following redirects as a device does (uota.cfg's headers only to the
+    release's origin); return (response, connection)."""
     for _ in range(_REDIRECTS_MAX + 1):
-        connection = _connect(url, pin)
+        connection = _connect(url, client.pin)
+        sent = dict(client.headers if _origin(url) == client.origin else {}, **(headers or {}))
         try:
-            connection.request("GET", urlsplit(url).path or "/", headers=dict(headers or {}, Connection="close"))
+            connection.request("GET", urlsplit(url).path or "/", headers=dict(sent, Connection="close"))
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as error:
             connection.close()
@@ -404,6 +449,8 @@ def format_report(report) -> List[str]:
             "unpacked:  {} kB in 4 KB blocks".format(-(-report.unpacked_size // 1024)),
             "needs:     {} kB free (latest says {} kB)".format(report.needed_kb, report.free_kb),
         ]
+    if report.device_need is not None:
+        lines.append("install:   {} kB free at its peak on an empty device".format(-(-report.device_need // 1024)))
     if report.range_status is not None:
         lines.append("range:     HTTP {} to bytes=0-0".format(report.range_status))
     lines += ["warning: {}".format(warning) for warning in report.warnings]
@@ -418,6 +465,19 @@ def format_report(report) -> List[str]:
 def add_arguments(parser):
     parser.add_argument("url", metavar="URL", help="base URL of the release (uota.cfg's url)")
     parser.add_argument("--pin", metavar="HASH", help="ucertpin or spki hex pin the https server's key must match")
+    parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                        help="send this header to URL's origin, as devices send uota.cfg's headers "
+                        "(repeatable; for releases behind authentication)")
+    parser.add_argument("--cfg", metavar="FILE",
+                        help="the devices' uota.cfg: judge the release as a device with these settings "
+                        "(tmp_filename, excluded_files, headers) would; default: the release's own uota.cfg")
+
+
+def _parse_header(text):
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise CommandError("--header {!r} is not 'Name: value'".format(text))
+    return name.strip(), value.strip()
 
 
 def _tqdm_progress(total):
@@ -429,7 +489,14 @@ def _tqdm_progress(total):
 
 def run(args):
     """Fetch a published release and check it as a device would."""
-    report = check_release(args.url, args.pin, progress=_tqdm_progress)
+    headers = dict(_parse_header(text) for text in args.header)
+    device_cfg = None
+    if args.cfg:
+        try:
+            device_cfg = Path(args.cfg).read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise CommandError("cannot read {}: {}".format(args.cfg, getattr(error, "strerror", None) or error))
+    report = check_release(args.url, args.pin, progress=_tqdm_progress, headers=headers, device_cfg=device_cfg)
     for line in format_report(report):
         print(line)
     return 0 if report.ok else 1

@@ -100,18 +100,27 @@ def _check(quiet, version_check, pubkey_hash):
     _unload(_FETCH_STEP)
     gc.collect()  # what the download left is garbage now: the window gets one free stretch
     try:
-        state, release_cfg, need, dropped = _check_archive(cfg)
-        _unload(_VERIFY_STEP)
-        delete, new_cfg, url = _plan_cfg(release_cfg, cfg, dropped)
-        _unload(_CFG_STEP)
-        if url:
-            _reach(dict(cfg, url=url), pubkey_hash, state[1])
+        state, delete, need, new_cfg = _judge_download(cfg, pubkey_hash)
     except VerifyError:
         _remove(cfg["tmp_filename"])
         _remove(_STATE)
         raise
     _write_state("ready", state[1], state[2], state[3], state[4], state[5], delete, need, new_cfg)
     return True
+
+
+def _judge_download(cfg, pubkey_hash):
+    """Every check of the whole download that uota.state records (`uota check` runs exactly
+    these): the archive, the delete list, the release's uota.cfg and the url it moves
+    updates to. (that record, the delete list, the flash the install needs, the uota.cfg
+    text the install writes or None), or VerifyError."""
+    state, release_cfg, need, dropped = _check_archive(cfg)
+    _unload(_VERIFY_STEP)
+    delete, new_cfg, url = _plan_cfg(release_cfg, cfg, dropped)
+    _unload(_CFG_STEP)
+    if url:
+        _reach(dict(cfg, url=url), pubkey_hash, state[1])
+    return state, delete, need, new_cfg
 
 
 def _device_cfg():
