@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from uota.device import uota  # noqa: E402
-from uota.device.uota import _cfg, _core, _http, _install, _latest, _paths, _response, _tar, _url, _verify  # noqa: E402
+from uota.device.uota import _cfg, _core, _http, _install, _latest, _paths, _response, _tar, _url  # noqa: E402
 
 VERSION = "1.1.0"  # what the archives' version member says
 FILENAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+~")
@@ -186,8 +186,7 @@ def install_archive(archive):
         sha = hashlib.sha256(archive).hexdigest()
         _core._write_state("partial", VERSION, len(archive), sha, "fw.tmp", cfg["excluded_files"])
         try:  # as check_for_updates() checks the download, then install_new_firmware()
-            _, release_cfg, need = _verify.check_archive(cfg, bytearray(_tar._CHUNK))
-            delete, new_cfg = _cfg.plan_cfg(release_cfg, cfg)
+            _, delete, need, new_cfg = uota._judge_download(cfg, "")
         except _core.UotaError:
             os.remove("fw.tmp")
             os.remove("uota.state")
