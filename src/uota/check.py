@@ -38,12 +38,12 @@ from typing import List, Optional
 from urllib.parse import urljoin, urlsplit
 
 from .device import uota as device
-from .device.uota import _cfg, _core, _latest, _tar, _verify
+from .device.uota import _cfg, _core, _http, _latest, _tar, _verify
 from .errors import CommandError
 from .pin import pins_for_certificate
 
 _TIMEOUT = 15
-_REDIRECTS_MAX = 5  # as many as the device follows
+_REDIRECTS_MAX = _http._REDIRECTS_MAX  # as many as the device follows
 _FLASH_BLOCK = 4096  # the block `uota build` rounds FREE_KB to
 _LATEST_READ_MAX = 64 * 1024  # enough to see that a `latest` is too long for the device
 _CHUNK = 64 * 1024
