@@ -4,8 +4,8 @@ today, and a heap well below it makes the update fail cleanly.
 The unix port (tests/unix_port.py, built 32-bit from ../shared/micropython) has a real
 garbage collector and a fixed heap, so the smallest `-X heapsize` that completes an update is
 deterministic for a given binary: bench/heap.py bisects it, and this file runs the same
-update (bench/heap.py's reference release, a fresh device, a real HTTP server) at the
-budget plus a margin and below it. Skipped, with how to build the binaries, when
+update (bench/heap.py's reference release, a fresh device, a real HTTP server) within the
+budget and below it. Skipped, with how to build the binaries, when
 ../shared/micropython is absent.
 
 The last test fills the heap to a few hundred bytes before calling the public API: no
@@ -24,14 +24,15 @@ import heap as bench  # noqa: E402  bench/heap.py: the same releases, devices an
 from releases import read_tree  # noqa: E402
 from unix_port import UnixPortMissing, compile_tree, run, unix_micropython  # noqa: E402
 
-# The budget the device code holds today: the smallest heap (KiB) in which a fresh device
-# completes check_for_updates() then install_new_firmware() of the reference release built
-# with `uota build`'s default 4 KB window, with the uota package installed as .py (as mip
-# installs it), as bench/heap.py measures it (the largest of its runs: the figure moves by a
-# few KiB with the lengths of the paths and the server's port, strings on the same heap).
-HEAP_KIB = {"1.20.0": 54, "1.28.0": 52}
-# The same with the package compiled by that version's mpy-cross: the update's own peak.
-MPY_HEAP_KIB = {"1.20.0": 44, "1.28.0": 41}
+# The budget: a heap (KiB) in which a fresh device completes check_for_updates() then
+# install_new_firmware() of the reference release built with `uota build`'s default 4 KB
+# window, with the uota package installed as .py (as mip installs it). 48 KiB is the issue
+# "Run where the original runs" budget; bench/heap.py measures 46 (1.20) and 44 (1.28).
+HEAP_KIB = {"1.20.0": 48, "1.28.0": 48}
+# The smallest such heap with the package compiled by that version's mpy-cross, as
+# bench/heap.py measures it (the largest of its runs: the figure moves by a KiB or two with
+# the lengths of the paths and the server's port, strings on the same heap).
+MPY_HEAP_KIB = {"1.20.0": 46, "1.28.0": 44}
 MARGIN_KIB = 8  # less than the 28 KB a 32 KB window needs beyond a 4 KB one
 BOOKKEEPING = {"uota.state", bench.TMP_NAME}  # uota's own journal and download
 
@@ -107,7 +108,7 @@ def test_update_completes_within_the_budget(binaries, releases, code_py, tmp_pat
     release = releases["window-x1"]
     device, before = fresh_device(tmp_path, release)
 
-    result, out = update(binaries[version], device, HEAP_KIB[version] + MARGIN_KIB, code_py)
+    result, out = update(binaries[version], device, HEAP_KIB[version], code_py)
 
     assert result == ["True", "True"], out
     assert bench.tree_problem(device, release, before) is None, out

@@ -144,6 +144,7 @@ def _check_archive(cfg):
 
 
 def _plan_cfg(release_cfg, cfg, dropped):
+    gc.collect()  # the window is garbage now: compiling _cfg from source gets its stretch back
     from ._cfg import plan_cfg
 
     return plan_cfg(release_cfg, cfg, dropped)
@@ -173,6 +174,7 @@ def _install_downloaded(quiet, _a, _b):
     if not st or st[6] != state[2]:
         _clear_state(state)
         raise VerifyError("the downloaded archive is missing or incomplete")
+    gc.collect()  # the install's code is compiled (from source) into a heap without garbage
     from ._install import _install
 
     gc.collect()  # one free stretch for the gzip window
