@@ -132,6 +132,7 @@ def _device_cfg():
 
 
 def _fetch_release(cfg, quiet, version_check, pubkey_hash):
+    gc.collect()  # _cfg's code is garbage: the HTTP code loads low, not around it
     from ._fetch import fetch_release
 
     return fetch_release(cfg, quiet, version_check, pubkey_hash)
