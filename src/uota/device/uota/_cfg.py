@@ -3,7 +3,7 @@
 # Loaded to read the device's file, and again after the archive's check: the delete list,
 # and the release's uota.cfg merged with the device's own settings.
 
-from ._core import _OWN_FILES, _STATE, _TMP_SUFFIX, DownloadError, VerifyError, _finish_rename, _is_link
+from ._core import _OWN_FILES, _STATE, _TMP_SUFFIX, DownloadError, VerifyError, _finish_rename, _is_link, _read_text
 from ._paths import _excluded, _parents, _safe_path
 from ._url import _check_headers, _split_url
 
@@ -130,10 +130,8 @@ def _read_cfg():
 def _parse_own():
     # the device's uota.cfg as written: check_cfg rewrites some values
     _finish_rename("uota.cfg")
-    try:
-        with open("uota.cfg") as f:
-            text = f.read()
-    except OSError:
+    text = _read_text("uota.cfg")
+    if text is None:
         raise VerifyError("cannot read uota.cfg")
     return parse_cfg(text)
 

@@ -106,13 +106,22 @@ def _finish_rename(path):
         os.rename(path + _TMP_SUFFIX, path)
 
 
-def _read_version():
-    _finish_rename("version")
+def _read_text(path):
+    """path's text, or None when it cannot be read. Looked for first: on MicroPython 1.20's
+    unix port a failed open() leaves an object whose finaliser closes another descriptor."""
+    if not _exists(path):
+        return None
     try:
-        with open("version") as f:
-            return f.read().strip()
+        with open(path) as f:
+            return f.read()
     except OSError:
         return None
+
+
+def _read_version():
+    _finish_rename("version")
+    text = _read_text("version")
+    return text.strip() if text is not None else None
 
 
 def _free_bytes():
@@ -191,11 +200,10 @@ def _read_state():
 
 
 def _state_from(path):
-    try:
-        with open(path) as f:
-            lines = f.read().split("\n")
-    except OSError:
+    text = _read_text(path)
+    if text is None:
         return None
+    lines = text.split("\n")
     if len(lines) < 3 or lines[-2] != "end":
         return None
     fields = lines[0].split(";")

@@ -4,7 +4,7 @@
 
 import os
 
-from ._core import (_OWN_FILES, _STATE, _TMP_SUFFIX, VerifyError, _free_bytes, _is_dir, _is_link, _read_state,
+from ._core import (_OWN_FILES, _STATE, _TMP_SUFFIX, VerifyError, _exists, _free_bytes, _is_dir, _is_link, _read_state,
                     _stat, const)
 from ._paths import _excluded, _new_parent, _parents, _safe_path
 from ._tar import _Tar
@@ -116,6 +116,8 @@ def _dropped(files, ships_home, protected):
     write, nor the running device code unless the release ships device code in its place.
     A hash collision keeps a file, which is safe; so does a record that cannot be read."""
     dropped = []
+    if not _exists(_FILES):  # not opened to fail: see _core._read_text
+        return dropped
     try:
         with open(_FILES) as f:
             for line in f:
