@@ -159,19 +159,23 @@ def mpy_cross(version) -> Path:
     return unix_micropython(version).parent / "mpy-cross"
 
 
-def compile_mpy(version, source, dest_folder):
-    """Compile source (a .py file) with that version's mpy-cross into dest_folder; its path."""
+def compile_mpy(version, source, dest_folder, source_name=None):
+    """Compile source (a .py file) with that version's mpy-cross into dest_folder; its path.
+    source_name is the name the .mpy records (default: source's own name), as `uota init
+    --mpy` and mip record a package-relative one: the device interns it."""
     dest = Path(dest_folder) / (Path(source).stem + ".mpy")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(mpy_cross(version)), "-o", str(dest), str(source)], check=True,
-                   capture_output=True)
+    subprocess.run([str(mpy_cross(version)), "-s", source_name or Path(source).name, "-o", str(dest), str(source)],
+                   check=True, capture_output=True)
     return dest
 
 
 def compile_tree(version, source_folder, dest_folder):
-    """Compile every .py under source_folder into dest_folder, keeping a package's folders."""
+    """Compile every .py under source_folder into dest_folder, keeping a package's folders;
+    each .mpy records its path relative to source_folder (uota/_core.py)."""
     for path in sorted(Path(source_folder).rglob("*.py")):
-        compile_mpy(version, path, Path(dest_folder) / path.relative_to(source_folder).parent)
+        relative = path.relative_to(source_folder)
+        compile_mpy(version, path, Path(dest_folder) / relative.parent, relative.as_posix())
     return Path(dest_folder)
 
 
