@@ -14,14 +14,14 @@ test: $(STAMP) deps
 
 bench: $(STAMP) deps
 	$(PY) -m pip install --quiet -e '.[test,bench]'
-	$(PY) bench/run_all.py --plot docs/performance.png
+	PYTHONPATH=tests $(PY) bench/run_all.py --plot docs/performance.png
 
 reliability: $(STAMP) deps
-	$(PY) bench/reliability.py
+	PYTHONPATH=tests $(PY) bench/reliability.py
 
 # Peak heap on MicroPython's unix port (built once into .cache/ from ../shared/micropython).
 heap: $(STAMP)
-	$(PY) bench/heap.py $(HEAP_ARGS)
+	PYTHONPATH=tests $(PY) bench/heap.py $(HEAP_ARGS)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -6,25 +6,23 @@ the module's gc.collect() calls costs ~20 ms). A pool of threads keeps --workers
 updating at the same moment. The release is the reference one (bench/memory.py) built with the
 default window. Each fleet stops at a time limit; devices not started by then are counted.
 
-    python bench/fleet.py [--devices 50 200 1000] [--workers 32] [--time-limit 240]
+    PYTHONPATH=tests python bench/fleet.py [--devices 50 200 1000] [--workers 32] [--time-limit 240]
 """
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "bench")]
+from fixtures_runtime import DEVICE_MODULE_DIR
+from memory import old_device, reference_release
+from nginx import nginx, wire_log
+from uota.build import build_release
+from uota.runtime import run_device
 
-from fixtures_runtime import DEVICE_MODULE_DIR  # noqa: E402
-from memory import old_device, reference_release  # noqa: E402
-from nginx import nginx, wire_log  # noqa: E402
-from uota.build import build_release  # noqa: E402
-from uota.runtime import run_device  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 UPDATE = """
 import uota

@@ -16,7 +16,7 @@ of a boot with nothing pending (`import uota; uota.recover()`, and the boot.py t
 writes), and times on 1.20.0: the whole update, the install alone and
 decompress-only of the same archive, from a server unpaced and paced at 250 KB/s.
 
-    python bench/heap.py [--original DIR] [--device-dir DIR] [--json FILE]
+    PYTHONPATH=tests python bench/heap.py [--original DIR] [--device-dir DIR] [--json FILE]
 
 --original DIR: a folder with the original uOTA's uota.py (github:mkomon/uota lib/uota.py)
 and micropython-lib's urequests.py and utarfile.py of April 2023, run on the same releases
@@ -39,15 +39,14 @@ import time
 from functools import partial
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "bench")]
+from memory import publish_release, reference_release
+from releases import read_tree, write_tree
+from unix_port import CACHE, UnixPortMissing, compile_tree, run, unix_micropython
+from uota.build import DEFAULT_WINDOW_BITS, build_release
+from uota.device.uota._tar import window_bits
+from uota.init import BOOT_SNIPPET
 
-from memory import publish_release, reference_release  # noqa: E402
-from releases import read_tree, write_tree  # noqa: E402
-from unix_port import CACHE, UnixPortMissing, compile_tree, run, unix_micropython  # noqa: E402
-from uota.build import DEFAULT_WINDOW_BITS, build_release  # noqa: E402
-from uota.device.uota._tar import window_bits  # noqa: E402
-from uota.init import BOOT_SNIPPET  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 VERSIONS = ("1.20.0", "1.28.0")
 DEVICE_DIR = ROOT / "src" / "uota" / "device"

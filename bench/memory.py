@@ -6,7 +6,7 @@ board. Printed for a reference release (about 40 files, 300 KB, a few files over
 with each window (`uota build --window-bits`) and made with plain `tar -czf`, and for the same
 release with every file four times larger. On CPython, tracemalloc's peak of the same update.
 
-    python bench/memory.py [--runtime micropython-1.29 ...] [--plot PNG]
+    PYTHONPATH=tests python bench/memory.py [--runtime micropython-1.29 ...] [--plot PNG]
 """
 
 import argparse
@@ -19,14 +19,12 @@ import threading
 from functools import partial
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
+from fixtures_runtime import DEVICE_MODULE_DIR
+from releases import publish, tar_cli, write_tree
+from uota.build import build_release
+from uota.runtime import run_device
 
-from fixtures_runtime import DEVICE_MODULE_DIR  # noqa: E402
-from releases import publish, tar_cli, write_tree  # noqa: E402
-from uota.build import build_release  # noqa: E402
-from uota.runtime import run_device  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # Window bits of the releases measured; "tar" is a plain `tar -czf` archive (a 32 KB window).
 VARIANTS = (9, 10, 12, 15, "tar")

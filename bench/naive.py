@@ -3,18 +3,16 @@
 `deflate.DeflateIO` and its 32 KB window, each member read whole. Run on MicroPython 1.29 next
 to uota's own update of the same release (bench/memory.py), as allocation volume.
 
-    python bench/naive.py
+    PYTHONPATH=tests python bench/naive.py
 """
 
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "bench")]
+from memory import measure_update, old_device, publish_release, reference_release, result_of, serve
+from uota.runtime import run_device
 
-from memory import measure_update, old_device, publish_release, reference_release, result_of, serve  # noqa: E402
-from uota.runtime import run_device  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 RUNTIME = "micropython-1.29"
 NAIVE_UPDATE = """

@@ -1,7 +1,7 @@
 """Power cuts at every write of an update: how often the device ends with the old release,
 the new one, or neither (bricked). Writes docs/reliability.md and prints its table.
 
-    python bench/reliability.py
+    PYTHONPATH=tests python bench/reliability.py
 
 Every cut point of every sweep; about ten minutes, most of it on real MicroPython. The tests
 (tests/test_power_cut.py) run a seeded sample of the same sweeps.
@@ -12,12 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
+import flash
+from power_cut import served_releases, sweep_flash, sweep_flash_recover, sweep_micropython
 
-import flash  # noqa: E402
-from power_cut import served_releases, sweep_flash, sweep_flash_recover, sweep_micropython  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 REPORT = ROOT / "docs" / "reliability.md"
 RECOVER_CUTS_PER_UPDATE_CUT = 6  # recover() cut at its first, last and 4 seeded writes

@@ -1,6 +1,6 @@
 """Every benchmark, one after the other, in one run: `make bench`.
 
-    python bench/run_all.py [--plot docs/performance.png]
+    PYTHONPATH=tests python bench/run_all.py [--plot docs/performance.png]
 
 Each script prints its own table; see docs/performance.md for what they measure.
 """

@@ -4,20 +4,18 @@ decompress the same archive to nowhere (the floor), on the same runtime, in the 
 The device first downloads the reference release (bench/memory.py); a second run times the
 floor, with the device module's own decompressor and 1 KB buffer, then install_new_firmware().
 
-    python bench/throughput.py [--runtime micropython-1.29 ...]
+    PYTHONPATH=tests python bench/throughput.py [--runtime micropython-1.29 ...]
 """
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "bench")]
+from fixtures_runtime import DEVICE_MODULE_DIR
+from memory import old_device, publish_release, reference_release, result_of, serve
+from uota.runtime import run_device
 
-from fixtures_runtime import DEVICE_MODULE_DIR  # noqa: E402
-from memory import old_device, publish_release, reference_release, result_of, serve  # noqa: E402
-from uota.runtime import run_device  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DOWNLOAD = "import uota\nprint('RESULT', uota.check_for_updates(quiet=True))\n"
 TIME_INSTALL = """

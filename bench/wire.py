@@ -3,20 +3,18 @@
 Sizes are of the reference release (bench/memory.py). The check is a CPython device already on
 the published version polling nginx; requests and bytes come from nginx's access log.
 
-    python bench/wire.py
+    PYTHONPATH=tests python bench/wire.py
 """
 
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "bench")]
+from fixtures_runtime import DEVICE_MODULE_DIR
+from memory import VARIANTS, old_device, publish_release, reference_release
+from nginx import nginx, wire_log
+from uota.runtime import run_device
 
-from fixtures_runtime import DEVICE_MODULE_DIR  # noqa: E402
-from memory import VARIANTS, old_device, publish_release, reference_release  # noqa: E402
-from nginx import nginx, wire_log  # noqa: E402
-from uota.runtime import run_device  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CHECK = "import uota\nprint('RESULT', uota.check_for_updates(quiet=True))\n"
 

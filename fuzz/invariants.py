@@ -10,14 +10,12 @@ import contextlib
 import gzip
 import hashlib
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from uota.device import uota  # noqa: E402
-from uota.device.uota import _cfg, _core, _http, _install, _latest, _paths, _response, _tar, _url  # noqa: E402
+from uota.device import uota
+from uota.device.uota import _cfg, _core, _http, _install, _latest, _paths, _response, _tar, _url
 
 VERSION = "1.1.0"  # what the archives' version member says
 FILENAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+~")

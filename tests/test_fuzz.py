@@ -21,11 +21,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-FUZZ_DIR = Path(__file__).resolve().parent.parent / "fuzz"
-sys.path.insert(0, str(FUZZ_DIR))
-
-from uota.device.uota import _cfg, _core, _http, _latest, _response, _tar, _url  # noqa: E402
-from invariants import (  # noqa: E402
+from uota.device.uota import _cfg, _core, _http, _latest, _response, _tar, _url
+from invariants import (
     VERSION,
     ByteStream,
     check_cfg,
@@ -38,6 +35,8 @@ from invariants import (  # noqa: E402
     install_tar,
     read_response,
 )
+
+FUZZ_DIR = Path(__file__).resolve().parent.parent / "fuzz"
 
 # Moderate counts keep the file near a minute; database=None writes no .hypothesis folder.
 FAST = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-import heap as bench  # noqa: E402  bench/heap.py: the same releases, devices and scripts
-from releases import read_tree  # noqa: E402
-from unix_port import UnixPortMissing, compile_tree, run, unix_micropython  # noqa: E402
+import heap as bench  # bench/heap.py: the same releases, devices and scripts
+from releases import read_tree
+from unix_port import UnixPortMissing, compile_tree, run, unix_micropython
 
 # The budget: a heap (KiB) in which a fresh device completes check_for_updates() then
 # install_new_firmware() of the reference release built with `uota build`'s default 4 KB

@@ -5,7 +5,6 @@ on MicroPython 1.20; built with 1.17's, it updates a device on MicroPython 1.17,
 release the README claims (the unix port, tests/unix_port.py)."""
 
 import shlex
-import sys
 import tarfile
 from pathlib import Path
 
@@ -16,8 +15,7 @@ from unix_port import UnixPortMissing, mpy_cross, run, unix_micropython
 from uota.build import describe_mpy
 from uota.init import init_project
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import heap as bench  # noqa: E402  bench/heap.py: its reference release, devices and update script
+import heap as bench  # bench/heap.py: its reference release, devices and update script
 
 
 @pytest.mark.parametrize(
