@@ -21,11 +21,6 @@ APP = {"main.py": "print('hello')\n", "lib/util.py": "A = 1\n"}
 
 
 @pytest.fixture
-def dist(tmp_path):
-    return tmp_path / "dist"
-
-
-@pytest.fixture
 def good_release(tmp_path, dist):
     return build_release(write_tree(tmp_path / "app", APP), "1.1.0", dist)
 
@@ -37,7 +32,6 @@ def check(url, *options):
 
 
 def hand_made_release(dist, members, version="1.1.0", free_kb=100):
-    dist.mkdir(exist_ok=True)
     archive = tar_members(dist / "firmware.tar.gz", members)
     publish(dist, version, archive, free_kb=free_kb)
     return archive
@@ -171,7 +165,6 @@ def test_unreachable_url_is_one_line_error(good_release, tmp_path):
 
 
 def test_latest_without_hash_warns_but_passes(dist, uota_serve):
-    dist.mkdir()
     archive = tar_members(dist / "firmware.tar.gz", [file_member("version", b"1.1.0\n")])
     publish(dist, "1.1.0", archive, free_kb=100, with_hash=False)
 
@@ -247,7 +240,6 @@ def release_moving_devices(tmp_path, dist, url):
     ("1.1.0\n", "where latest fails: "),
 ])
 def test_a_release_moving_devices_to_a_url_that_does_not_offer_it_fails(tmp_path, dist, uota_serve, latest, reason):
-    dist.mkdir()
     url = uota_serve(dist)
     release_moving_devices(tmp_path, dist, url + "mirror/")
     if latest is not None:
@@ -262,7 +254,6 @@ def test_a_release_moving_devices_to_a_url_that_does_not_offer_it_fails(tmp_path
 
 
 def test_a_release_moving_devices_to_a_url_that_offers_it_passes(tmp_path, dist, uota_serve):
-    dist.mkdir()
     url = uota_serve(dist)
     release_moving_devices(tmp_path, dist, url + "mirror/")
     (dist / "mirror").mkdir()

@@ -34,7 +34,7 @@ DEVICE = {
 
 
 @pytest.fixture
-def device(runtime, tmp_path, server):
+def device_at_1_0(runtime, tmp_path, server):
     device = Device(runtime, tmp_path / "device")
     write_tree(device.root, dict(DEVICE, **{"uota.cfg": device_cfg(server.url)}))
     return device
@@ -57,62 +57,62 @@ def update(device):
     return device.files()
 
 
-def test_a_file_the_new_release_no_longer_ships_is_removed(device, dist, tmp_path):
+def test_a_file_the_new_release_no_longer_ships_is_removed(device_at_1_0, dist, tmp_path):
     built(dist, tmp_path, A, "1.1.0")
-    assert "lib/old.py" in update(device)
+    assert "lib/old.py" in update(device_at_1_0)
     built(dist, tmp_path, B, "1.2.0")
 
-    files = update(device)
+    files = update(device_at_1_0)
 
     assert "lib/old.py" not in files
     assert files["lib/new.py"] == b"NEW = True\n" and files["version"] == b"1.2.0"
 
 
-def test_excluded_and_application_files_stay(device, dist, tmp_path):
+def test_excluded_and_application_files_stay(device_at_1_0, dist, tmp_path):
     built(dist, tmp_path, A, "1.1.0")
-    update(device)
+    update(device_at_1_0)
     built(dist, tmp_path, B, "1.2.0")  # ships neither wifi.json (A did) nor data/log.txt
 
-    files = update(device)
+    files = update(device_at_1_0)
 
     assert "lib/old.py" not in files  # the update did remove what B dropped
     assert files["wifi.json"] == b'{"ssid": "home"}\n'
     assert files["data/log.txt"] == b"written by the application\n"
 
 
-def test_the_device_keeps_the_list_of_the_release_it_installed(device, dist, tmp_path):
+def test_the_device_keeps_the_list_of_the_release_it_installed(device_at_1_0, dist, tmp_path):
     built(dist, tmp_path, A, "1.1.0")
-    update(device)
+    update(device_at_1_0)
     archive = built(dist, tmp_path, B, "1.2.0")
 
-    files = update(device)
+    files = update(device_at_1_0)
 
     assert files["uota.files"] == listed_files(archive)
 
 
-def test_a_release_without_a_list_removes_nothing(device, dist, tmp_path):
+def test_a_release_without_a_list_removes_nothing(device_at_1_0, dist, tmp_path):
     built(dist, tmp_path, A, "1.1.0")
-    update(device)
+    update(device_at_1_0)
     tarred(dist, tmp_path, B, "1.2.0")
 
-    files = update(device)
+    files = update(device_at_1_0)
 
     assert files["lib/blink.py"] == b"VERSION = 'B'\n"
     assert files["lib/old.py"] == b"OLD = True\n"
 
 
-def test_a_device_without_a_record_removes_nothing(device, dist, tmp_path):
+def test_a_device_without_a_record_removes_nothing(device_at_1_0, dist, tmp_path):
     tarred(dist, tmp_path, A, "1.1.0")
-    update(device)
+    update(device_at_1_0)
     built(dist, tmp_path, B, "1.2.0")
 
-    files = update(device)
+    files = update(device_at_1_0)
 
     assert files["lib/blink.py"] == b"VERSION = 'B'\n"
     assert files["lib/old.py"] == b"OLD = True\n"
 
 
-# A record on the device names only what a release may remove; the lines below do not.
+# A record on the device_at_1_0 names only what a release may remove; the lines below do not.
 FORBIDDEN_LINES = [
     "0 0 uota.cfg", "0 0 UOTA.CFG", "0 0 version", "0 0 uota.state", "0 0 fw.tmp",  # uota's own
     "0 0 wifi.json", "0 0 WIFI.JSON",  # excluded, in any spelling
@@ -122,18 +122,18 @@ FORBIDDEN_LINES = [
 ]
 
 
-def test_a_record_cannot_remove_uota_state_excluded_files_or_folders(device, dist, tmp_path):
+def test_a_record_cannot_remove_uota_state_excluded_files_or_folders(device_at_1_0, dist, tmp_path):
     built(dist, tmp_path, A, "1.1.0")
-    update(device)
-    (device.root / "lib" / "b.py").write_text("kept\n")
-    (device.root / "data" / "log.txt.uota-new").write_text("kept\n")
+    update(device_at_1_0)
+    (device_at_1_0.root / "lib" / "b.py").write_text("kept\n")
+    (device_at_1_0.root / "data" / "log.txt.uota-new").write_text("kept\n")
     (tmp_path / "outside.py").write_text("kept\n")
-    record = device.root / "uota.files"
+    record = device_at_1_0.root / "uota.files"
     record.write_text(record.read_text() + "\n".join(FORBIDDEN_LINES) + "\n")
-    before = device.files()
+    before = device_at_1_0.files()
     built(dist, tmp_path, B, "1.2.0")
 
-    files = update(device)
+    files = update(device_at_1_0)
 
     assert "lib/old.py" not in files  # the record's own lines still count
     for name in ("wifi.json", "data/log.txt", "lib/b.py", "data/log.txt.uota-new", "uota.cfg"):

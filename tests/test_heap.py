@@ -52,7 +52,7 @@ def work(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def releases(binaries, work):
+def bench_releases(binaries, work):
     made = bench.make_releases(work, scales=(1,))
     yield made
     for release in made.values():
@@ -103,8 +103,8 @@ def assert_failed_cleanly(result, out):
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_update_completes_within_the_budget(binaries, releases, code_py, tmp_path, version):
-    release = releases["window-x1"]
+def test_update_completes_within_the_budget(binaries, bench_releases, code_py, tmp_path, version):
+    release = bench_releases["window-x1"]
     device, before = fresh_device(tmp_path, release)
 
     result, out = update(binaries[version], device, HEAP_KIB[version], code_py)
@@ -114,8 +114,8 @@ def test_update_completes_within_the_budget(binaries, releases, code_py, tmp_pat
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_half_the_budget_fails_cleanly_and_a_retry_completes(binaries, releases, code_py, tmp_path, version):
-    release = releases["window-x1"]
+def test_half_the_budget_fails_cleanly_and_a_retry_completes(binaries, bench_releases, code_py, tmp_path, version):
+    release = bench_releases["window-x1"]
     device, before = fresh_device(tmp_path, release)
 
     result, out = update(binaries[version], device, HEAP_KIB[version] // 2, code_py)
@@ -128,9 +128,9 @@ def test_half_the_budget_fails_cleanly_and_a_retry_completes(binaries, releases,
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_a_32k_window_release_is_refused_cleanly_within_the_4k_budget(binaries, releases, code_py, tmp_path,
+def test_a_32k_window_release_is_refused_cleanly_within_the_4k_budget(binaries, bench_releases, code_py, tmp_path,
                                                                        version):
-    release = releases["tar-x1"]
+    release = bench_releases["tar-x1"]
     device, before = fresh_device(tmp_path, release)
 
     result, out = update(binaries[version], device, HEAP_KIB[version] + MARGIN_KIB, code_py)
@@ -141,11 +141,11 @@ def test_a_32k_window_release_is_refused_cleanly_within_the_4k_budget(binaries, 
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_just_below_the_mpy_budget_every_heap_ends_cleanly(binaries, releases, code_mpy, tmp_path, version):
+def test_just_below_the_mpy_budget_every_heap_ends_cleanly(binaries, bench_releases, code_mpy, tmp_path, version):
     """As .mpy the import is cheap, so these heaps run out inside check or install: each
     ends in a clean failure that changed nothing, or (fragmentation is not monotonic) in a
     complete update; never in an exception or a half-updated device."""
-    release = releases["window-x1"]
+    release = bench_releases["window-x1"]
     budget = MPY_HEAP_KIB[version]
     failed = 0
     for heap in (budget - 7, budget - 5, budget - 3, budget - 1):
@@ -194,8 +194,8 @@ NEARLY_FULL_BYTES = (96, 240, 432)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_the_public_api_returns_false_with_the_heap_nearly_full(binaries, releases, code_py, tmp_path, version):
-    release = releases["window-x1"]
+def test_the_public_api_returns_false_with_the_heap_nearly_full(binaries, bench_releases, code_py, tmp_path, version):
+    release = bench_releases["window-x1"]
     downloaded, _ = fresh_device(tmp_path, release, "downloaded")
     result, out = update(binaries[version], downloaded, 256, code_py)
     assert result == ["True", "True"], out

@@ -79,37 +79,37 @@ def position(where, response, in_body=False):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def shared_server(tmp_path_factory):
     # One server for the file (stopping one takes half a second); each test has its folder.
-    server = start_server(tmp_path_factory.mktemp("releases"))
-    yield server
-    server.shutdown()
+    shared_server = start_server(tmp_path_factory.mktemp("releases"))
+    yield shared_server
+    shared_server.shutdown()
 
 
 @pytest.fixture
-def dist(server):
-    return Path(tempfile.mkdtemp(dir=server.dist))
+def release_dir(shared_server):
+    return Path(tempfile.mkdtemp(dir=shared_server.dist))
 
 
 @pytest.fixture
-def proxy(server):
-    proxy = FaultProxy(server.url)
+def proxy(shared_server):
+    proxy = FaultProxy(shared_server.url)
     yield proxy
     proxy.stop()
 
 
-def url_path(dist, name):
-    """The path the device asks for to get `name` from dist."""
-    return "/%s/%s" % (dist.name, name)
+def url_path(release_dir, name):
+    """The path the device asks for to get `name` from release_dir."""
+    return "/%s/%s" % (release_dir.name, name)
 
 
-def faulty_device(runtime, tmp_path, proxy, dist):
-    return make_device(runtime, tmp_path, proxy.url + dist.name + "/", timeout=TIMEOUT)
+def faulty_device(runtime, tmp_path, proxy, release_dir):
+    return make_device(runtime, tmp_path, proxy.url + release_dir.name + "/", timeout=TIMEOUT)
 
 
-def aim(proxy, dist, archive, path):
+def aim(proxy, release_dir, archive, path):
     """The URL path of `latest` or the archive, and the response the server sends for it."""
-    target = url_path(dist, "latest" if path == "latest" else archive.name)
+    target = url_path(release_dir, "latest" if path == "latest" else archive.name)
     return target, fetch_response(proxy.url, target)
 
 
@@ -130,11 +130,11 @@ def assert_whole(device, before, archive, log, kept_may_be_corrupt=False):
 
 
 @pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"]))
-def test_connection_dropped_anywhere_changes_nothing(runtime, tmp_path, dist, proxy, path, where):
-    archive = release(dist, tmp_path)
-    target, response = aim(proxy, dist, archive, path)
+def test_connection_dropped_anywhere_changes_nothing(runtime, tmp_path, release_dir, proxy, path, where):
+    archive = release(release_dir, tmp_path)
+    target, response = aim(proxy, release_dir, archive, path)
     proxy.faults[target] = drop_after(position(where, response))
-    device = faulty_device(runtime, tmp_path, proxy, dist)
+    device = faulty_device(runtime, tmp_path, proxy, release_dir)
     before = device.files()
 
     result, log = device.update()
@@ -151,11 +151,11 @@ RESET_POINTS = {
 
 
 @pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"], RESET_POINTS))
-def test_connection_reset_changes_nothing(runtime, tmp_path, dist, proxy, path, where):
-    archive = release(dist, tmp_path)
-    target, response = aim(proxy, dist, archive, path)
+def test_connection_reset_changes_nothing(runtime, tmp_path, release_dir, proxy, path, where):
+    archive = release(release_dir, tmp_path)
+    target, response = aim(proxy, release_dir, archive, path)
     proxy.faults[target] = reset_after(position(where, response))
-    device = faulty_device(runtime, tmp_path, proxy, dist)
+    device = faulty_device(runtime, tmp_path, proxy, release_dir)
     before = device.files()
 
     result, log = device.update()
@@ -169,11 +169,11 @@ def flip_at(n):
 
 
 @pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"]))
-def test_flipped_bit_is_refused_or_harmless(runtime, tmp_path, dist, proxy, path, where):
-    archive = release(dist, tmp_path)
-    target, response = aim(proxy, dist, archive, path)
+def test_flipped_bit_is_refused_or_harmless(runtime, tmp_path, release_dir, proxy, path, where):
+    archive = release(release_dir, tmp_path)
+    target, response = aim(proxy, release_dir, archive, path)
     proxy.faults[target] = flip_at(position(where, response))
-    device = faulty_device(runtime, tmp_path, proxy, dist)
+    device = faulty_device(runtime, tmp_path, proxy, release_dir)
     before = device.files()
 
     result, log = device.update()
@@ -197,11 +197,11 @@ BODY_POINTS = {
 
 
 @pytest.mark.parametrize("runtime, path, where", sweep(["archive"], BODY_POINTS))
-def test_corrupt_archive_without_hash_is_caught_before_anything_is_written(runtime, tmp_path, dist, proxy, path, where):
-    archive = release(dist, tmp_path, with_hash=False)
-    target, response = aim(proxy, dist, archive, path)
+def test_corrupt_archive_without_hash_is_caught_before_anything_is_written(runtime, tmp_path, release_dir, proxy, path, where):
+    archive = release(release_dir, tmp_path, with_hash=False)
+    target, response = aim(proxy, release_dir, archive, path)
     proxy.faults[target] = flip_at(position(where, response, in_body=True))
-    device = faulty_device(runtime, tmp_path, proxy, dist)
+    device = faulty_device(runtime, tmp_path, proxy, release_dir)
     before = device.files()
 
     result, log = device.update()
@@ -211,12 +211,12 @@ def test_corrupt_archive_without_hash_is_caught_before_anything_is_written(runti
 
 @pytest.mark.parametrize("with_hash", [True, False], ids=["hash", "no-hash"])
 @pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"], BODY_POINTS))
-def test_body_cut_short_without_a_length_is_refused_or_harmless(runtime, tmp_path, dist, proxy, path, where, with_hash):
+def test_body_cut_short_without_a_length_is_refused_or_harmless(runtime, tmp_path, release_dir, proxy, path, where, with_hash):
     # Without Content-Length only the hash, the gzip trailer or the latest grammar can tell.
-    archive = release(dist, tmp_path, with_hash=with_hash)
-    target, response = aim(proxy, dist, archive, path)
+    archive = release(release_dir, tmp_path, with_hash=with_hash)
+    target, response = aim(proxy, release_dir, archive, path)
     proxy.faults[target] = truncate_body(position(where, response, in_body=True) - head_length(response))
-    device = faulty_device(runtime, tmp_path, proxy, dist)
+    device = faulty_device(runtime, tmp_path, proxy, release_dir)
     before = device.files()
 
     result, log = device.update()
@@ -232,11 +232,11 @@ STALL_POINTS = {
 
 
 @pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"], STALL_POINTS))
-def test_stalled_server_is_given_up_after_the_timeout(runtime, tmp_path, dist, proxy, path, where):
-    archive = release(dist, tmp_path)
-    target, response = aim(proxy, dist, archive, path)
+def test_stalled_server_is_given_up_after_the_timeout(runtime, tmp_path, release_dir, proxy, path, where):
+    archive = release(release_dir, tmp_path)
+    target, response = aim(proxy, release_dir, archive, path)
     proxy.faults[target] = stall_after(min(position(where, response), len(response) - 1))
-    device = faulty_device(runtime, tmp_path, proxy, dist)
+    device = faulty_device(runtime, tmp_path, proxy, release_dir)
     before = device.files()
 
     started = time.monotonic()
@@ -248,11 +248,11 @@ def test_stalled_server_is_given_up_after_the_timeout(runtime, tmp_path, dist, p
     assert assert_whole(device, before, archive, log) == "unchanged"
 
 
-def test_trickle_slower_in_total_than_the_timeout_still_updates(runtime, tmp_path, dist, proxy):
+def test_trickle_slower_in_total_than_the_timeout_still_updates(runtime, tmp_path, release_dir, proxy):
     # The timeout bounds each read, not the whole download.
-    archive = release(dist, tmp_path)
-    proxy.faults[url_path(dist, archive.name)] = trickle(0.002)
-    device = faulty_device(runtime, tmp_path, proxy, dist)
+    archive = release(release_dir, tmp_path)
+    proxy.faults[url_path(release_dir, archive.name)] = trickle(0.002)
+    device = faulty_device(runtime, tmp_path, proxy, release_dir)
     before = device.files()
 
     started = time.monotonic()
@@ -274,17 +274,17 @@ print(tries, uota.install_new_firmware())
 """
 
 
-def archive_ranges(proxy, dist, archive):
+def archive_ranges(proxy, release_dir, archive):
     """The Range header of each archive request the device made ('' for none)."""
-    heads = [head for head in proxy.requests if head.startswith("GET %s " % url_path(dist, archive.name))]
+    heads = [head for head in proxy.requests if head.startswith("GET %s " % url_path(release_dir, archive.name))]
     return [(re.findall(r"(?im)^range: *(.*?)\r$", head) or [""])[0] for head in heads]
 
 
-def test_flaky_link_gets_a_large_release_through_by_resuming(runtime, tmp_path, dist, proxy):
-    archive = release(dist, tmp_path, files=BIG)
+def test_flaky_link_gets_a_large_release_through_by_resuming(runtime, tmp_path, release_dir, proxy):
+    archive = release(release_dir, tmp_path, files=BIG)
     size = archive.stat().st_size
-    proxy.faults[url_path(dist, archive.name)] = drop_after(CUT_EVERY)
-    device = faulty_device(runtime, tmp_path, proxy, dist)
+    proxy.faults[url_path(release_dir, archive.name)] = drop_after(CUT_EVERY)
+    device = faulty_device(runtime, tmp_path, proxy, release_dir)
     before = device.files()
 
     last_line, log = device.call(RETRY_UNTIL_DOWNLOADED % 40)
@@ -292,22 +292,22 @@ def test_flaky_link_gets_a_large_release_through_by_resuming(runtime, tmp_path, 
 
     assert installed == "True", log
     assert math.ceil(size / CUT_EVERY) <= int(tries) <= math.ceil(size / (CUT_EVERY - 512))
-    offsets = [int(r[len("bytes="):-1]) for r in archive_ranges(proxy, dist, archive)[1:]]
+    offsets = [int(r[len("bytes="):-1]) for r in archive_ranges(proxy, release_dir, archive)[1:]]
     assert offsets == sorted(set(offsets)) and len(offsets) == int(tries) - 1  # each try goes on
     assert device.files() == expected_after_update(before, BIG)
 
 
-def test_flaky_link_that_loses_range_starts_over_and_never_installs_a_patchwork(runtime, tmp_path, dist, proxy):
+def test_flaky_link_that_loses_range_starts_over_and_never_installs_a_patchwork(runtime, tmp_path, release_dir, proxy):
     # A server answering 200 to a Range request sends the whole file: the device starts over.
-    archive = release(dist, tmp_path, files=BIG)
-    proxy.faults[url_path(dist, archive.name)] = drop_after(CUT_EVERY)
+    archive = release(release_dir, tmp_path, files=BIG)
+    proxy.faults[url_path(release_dir, archive.name)] = drop_after(CUT_EVERY)
     proxy.strip_range = True
-    device = faulty_device(runtime, tmp_path, proxy, dist)
+    device = faulty_device(runtime, tmp_path, proxy, release_dir)
     before = device.files()
 
     last_line, log = device.call(RETRY_UNTIL_DOWNLOADED % 4)
 
     assert last_line.split() == ["3", "False"], log
-    assert all(archive_ranges(proxy, dist, archive)[1:]), "the device did not ask to resume"
+    assert all(archive_ranges(proxy, release_dir, archive)[1:]), "the device did not ask to resume"
     assert assert_whole(device, before, archive, log) == "unchanged"
     assert len(device.files()["fw.tmp"]) < CUT_EVERY

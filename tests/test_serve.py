@@ -22,7 +22,7 @@ LATEST = b"1.0.0;firmware-1.0.0.tar.gz;20;" + b"ab" * 32 + b"\n"
 
 
 @pytest.fixture
-def dist(tmp_path):
+def served_dir(tmp_path):
     folder = tmp_path / "dist"
     folder.mkdir()
     (folder / "firmware-1.0.0.tar.gz").write_bytes(ARCHIVE)
@@ -32,9 +32,9 @@ def dist(tmp_path):
 
 
 @pytest.fixture
-def server(dist):
+def serving(served_dir):
     log_lines = []
-    running = start_server(dist, log=log_lines.append)
+    running = start_server(served_dir, log=log_lines.append)
     running.log_lines = log_lines
     yield running
     running.shutdown()
@@ -56,8 +56,8 @@ def request(base_url, path, method="GET", headers=None):
         connection.close()
 
 
-def test_get_sends_the_whole_file_with_its_headers(server):
-    status, headers, body = request(server.url, "/firmware-1.0.0.tar.gz")
+def test_get_sends_the_whole_file_with_its_headers(serving):
+    status, headers, body = request(serving.url, "/firmware-1.0.0.tar.gz")
     assert (status, body) == (200, ARCHIVE)
     assert headers["Content-Type"] == "application/gzip"
     assert headers["Content-Length"] == str(len(ARCHIVE))
@@ -66,8 +66,8 @@ def test_get_sends_the_whole_file_with_its_headers(server):
     assert "Cache-Control" not in headers
 
 
-def test_latest_is_plain_text_and_not_cached(server):
-    status, headers, body = request(server.url, "/latest")
+def test_latest_is_plain_text_and_not_cached(serving):
+    status, headers, body = request(serving.url, "/latest")
     assert (status, body) == (200, LATEST)
     assert headers["Content-Type"].startswith("text/plain")
     assert headers["Cache-Control"] == "no-cache"
@@ -82,8 +82,8 @@ def test_latest_is_plain_text_and_not_cached(server):
         pytest.param("bytes=16380-99999", 16380, len(ARCHIVE) - 1, id="past-the-end"),
     ],
 )
-def test_single_range_is_answered_with_206(server, range_header, first, last):
-    status, headers, body = request(server.url, "/firmware-1.0.0.tar.gz", headers={"Range": range_header})
+def test_single_range_is_answered_with_206(serving, range_header, first, last):
+    status, headers, body = request(serving.url, "/firmware-1.0.0.tar.gz", headers={"Range": range_header})
     assert status == 206
     assert headers["Content-Range"] == "bytes {}-{}/{}".format(first, last, len(ARCHIVE))
     assert body == ARCHIVE[first:last + 1]
@@ -91,10 +91,10 @@ def test_single_range_is_answered_with_206(server, range_header, first, last):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(first=st.integers(0, 2 * len(ARCHIVE)), length=st.integers(1, 2 * len(ARCHIVE)))
-def test_any_closed_range_gets_its_slice_or_416(server, first, length):
+def test_any_closed_range_gets_its_slice_or_416(serving, first, length):
     last = first + length - 1
     status, headers, body = request(
-        server.url, "/firmware-1.0.0.tar.gz", headers={"Range": "bytes={}-{}".format(first, last)}
+        serving.url, "/firmware-1.0.0.tar.gz", headers={"Range": "bytes={}-{}".format(first, last)}
     )
     if first >= len(ARCHIVE):
         assert (status, body) == (416, b"")
@@ -103,44 +103,44 @@ def test_any_closed_range_gets_its_slice_or_416(server, first, length):
 
 
 @pytest.mark.parametrize("range_header", ["bytes=16384-", "bytes=99999-100000", "bytes=-0"])
-def test_unsatisfiable_range_is_416_with_the_size(server, range_header):
-    status, headers, body = request(server.url, "/firmware-1.0.0.tar.gz", headers={"Range": range_header})
+def test_unsatisfiable_range_is_416_with_the_size(serving, range_header):
+    status, headers, body = request(serving.url, "/firmware-1.0.0.tar.gz", headers={"Range": range_header})
     assert status == 416
     assert headers["Content-Range"] == "bytes */{}".format(len(ARCHIVE))
     assert body == b""
 
 
-def test_several_ranges_get_the_whole_file(server):
-    status, _, body = request(server.url, "/firmware-1.0.0.tar.gz", headers={"Range": "bytes=0-1,5-6"})
+def test_several_ranges_get_the_whole_file(serving):
+    status, _, body = request(serving.url, "/firmware-1.0.0.tar.gz", headers={"Range": "bytes=0-1,5-6"})
     assert (status, body) == (200, ARCHIVE)
 
 
-def test_range_for_a_changed_file_gets_the_whole_file(server):
+def test_range_for_a_changed_file_gets_the_whole_file(serving):
     headers = {"Range": "bytes=100-", "If-Range": '"an-old-etag"'}
-    status, _, body = request(server.url, "/firmware-1.0.0.tar.gz", headers=headers)
+    status, _, body = request(serving.url, "/firmware-1.0.0.tar.gz", headers=headers)
     assert (status, body) == (200, ARCHIVE)
 
 
-def test_range_with_the_current_etag_resumes(server):
-    etag = request(server.url, "/firmware-1.0.0.tar.gz", method="HEAD")[1]["ETag"]
-    status, _, body = request(server.url, "/firmware-1.0.0.tar.gz", headers={"Range": "bytes=100-", "If-Range": etag})
+def test_range_with_the_current_etag_resumes(serving):
+    etag = request(serving.url, "/firmware-1.0.0.tar.gz", method="HEAD")[1]["ETag"]
+    status, _, body = request(serving.url, "/firmware-1.0.0.tar.gz", headers={"Range": "bytes=100-", "If-Range": etag})
     assert (status, body) == (206, ARCHIVE[100:])
 
 
-def test_head_sends_the_headers_of_get_and_no_body(server):
-    get_status, get_headers, _ = request(server.url, "/firmware-1.0.0.tar.gz")
-    head_status, head_headers, head_body = request(server.url, "/firmware-1.0.0.tar.gz", method="HEAD")
+def test_head_sends_the_headers_of_get_and_no_body(serving):
+    get_status, get_headers, _ = request(serving.url, "/firmware-1.0.0.tar.gz")
+    head_status, head_headers, head_body = request(serving.url, "/firmware-1.0.0.tar.gz", method="HEAD")
     assert (head_status, head_body) == (get_status, b"")
     for name in ("Content-Length", "Content-Type", "ETag", "Last-Modified"):
         assert head_headers[name] == get_headers[name]
 
 
-def test_matching_etag_gets_304_and_a_new_file_gets_200(server, dist):
-    etag = request(server.url, "/latest")[1]["ETag"]
-    status, headers, body = request(server.url, "/latest", headers={"If-None-Match": etag})
+def test_matching_etag_gets_304_and_a_new_file_gets_200(serving, served_dir):
+    etag = request(serving.url, "/latest")[1]["ETag"]
+    status, headers, body = request(serving.url, "/latest", headers={"If-None-Match": etag})
     assert (status, body, headers["ETag"]) == (304, b"", etag)
-    (dist / "latest").write_bytes(b"1.1.0;firmware-1.1.0.tar.gz\n")
-    status, headers, body = request(server.url, "/latest", headers={"If-None-Match": etag})
+    (served_dir / "latest").write_bytes(b"1.1.0;firmware-1.1.0.tar.gz\n")
+    status, headers, body = request(serving.url, "/latest", headers={"If-None-Match": etag})
     assert (status, body) == (200, b"1.1.0;firmware-1.1.0.tar.gz\n")
     assert headers["ETag"] != etag
 
@@ -157,36 +157,36 @@ def test_matching_etag_gets_304_and_a_new_file_gets_200(server, dist):
         pytest.param("/link-out", id="symlink-outside"),
     ],
 )
-def test_nothing_outside_dist_is_served(server, dist, path):
-    (dist / "link-out").symlink_to(dist.parent / "secret")
-    status, _, body = request(server.url, path)
+def test_nothing_outside_dist_is_served(serving, served_dir, path):
+    (served_dir / "link-out").symlink_to(served_dir.parent / "secret")
+    status, _, body = request(serving.url, path)
     assert status == 404
     assert b"outside DIST" not in body
 
 
-def test_symlink_inside_dist_is_served(server, dist):
-    (dist / "current.tar.gz").symlink_to("firmware-1.0.0.tar.gz")
-    assert request(server.url, "/current.tar.gz")[::2] == (200, ARCHIVE)
+def test_symlink_inside_dist_is_served(serving, served_dir):
+    (served_dir / "current.tar.gz").symlink_to("firmware-1.0.0.tar.gz")
+    assert request(serving.url, "/current.tar.gz")[::2] == (200, ARCHIVE)
 
 
-def test_each_request_gets_an_access_log_line(server):
-    request(server.url, "/latest")
-    request(server.url, "/nope")
-    assert len(server.log_lines) == 2
-    assert '"GET /latest HTTP/1.1" 200' in server.log_lines[0]
-    assert '"GET /nope HTTP/1.1" 404' in server.log_lines[1]
+def test_each_request_gets_an_access_log_line(serving):
+    request(serving.url, "/latest")
+    request(serving.url, "/nope")
+    assert len(serving.log_lines) == 2
+    assert '"GET /latest HTTP/1.1" 200' in serving.log_lines[0]
+    assert '"GET /nope HTTP/1.1" 404' in serving.log_lines[1]
 
 
-def test_uota_serve_command_serves_dist_over_http(uota_serve, dist):
-    base_url = uota_serve(dist)
+def test_uota_serve_command_serves_dist_over_http(uota_serve, served_dir):
+    base_url = uota_serve(served_dir)
     assert re.match(r"http://127\.0\.0\.1:\d+/$", base_url)
     with urllib.request.urlopen(base_url + "firmware-1.0.0.tar.gz", timeout=10) as response:
         assert response.read() == ARCHIVE
 
 
-def test_uota_serve_self_signed_prints_the_pins_of_the_served_certificate(dist):
+def test_uota_serve_self_signed_prints_the_pins_of_the_served_certificate(served_dir):
     process = subprocess.Popen(
-        [sys.executable, "-m", "uota", "serve", str(dist), "--port", "0", "--tls-self-signed"],
+        [sys.executable, "-m", "uota", "serve", str(served_dir), "--port", "0", "--tls-self-signed"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=uota_command_env(),
     )
     try:
@@ -201,18 +201,18 @@ def test_uota_serve_self_signed_prints_the_pins_of_the_served_certificate(dist):
     assert process.returncode == 0  # SIGTERM is a clean stop
 
 
-def test_port_in_use_is_a_one_line_error(dist):
+def test_port_in_use_is_a_one_line_error(served_dir):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
-        result = run_uota("serve", dist, "--port", taken.getsockname()[1])
+        result = run_uota("serve", served_dir, "--port", taken.getsockname()[1])
     assert result.returncode == 1
     assert re.fullmatch(r"uota: cannot listen on 127\.0\.0\.1:\d+: .*\n", result.stderr)
 
 
-def test_unreadable_certificate_is_a_one_line_error(dist, tmp_path):
+def test_unreadable_certificate_is_a_one_line_error(served_dir, tmp_path):
     (tmp_path / "cert.pem").write_text("not a certificate")
-    result = run_uota("serve", dist, "--port", 0, "--tls-cert", tmp_path / "cert.pem", "--tls-key", tmp_path / "key.pem")
+    result = run_uota("serve", served_dir, "--port", 0, "--tls-cert", tmp_path / "cert.pem", "--tls-key", tmp_path / "key.pem")
     assert result.returncode == 1
     assert result.stderr.startswith("uota: cannot load TLS certificate") and result.stderr.count("\n") == 1
 
@@ -224,8 +224,8 @@ def test_missing_dist_is_a_one_line_error(tmp_path):
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
-def test_nginx_fixture_serves_a_release_byte_exact(nginx, dist, tls):
-    base_url = nginx(dist, tls=tls)
+def test_nginx_fixture_serves_a_release_byte_exact(nginx, served_dir, tls):
+    base_url = nginx(served_dir, tls=tls)
     assert base_url.startswith("https://" if tls else "http://")
     status, headers, body = request(base_url, "/firmware-1.0.0.tar.gz")
     assert (status, body) == (200, ARCHIVE)

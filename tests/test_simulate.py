@@ -16,7 +16,7 @@ NEW = {"main.py": "print('new')\n", "lib/util.py": "A = 2\n", "lib/more.py": "B 
 
 
 @pytest.fixture
-def dist(tmp_path):
+def built_dist(tmp_path):
     build_release(write_tree(tmp_path / "app", NEW), "1.1.0", tmp_path / "dist")
     return tmp_path / "dist"
 
@@ -43,8 +43,8 @@ def assert_updated(root, before, result):
     assert files["wifi.json"] == before["wifi.json"]  # excluded_files in uota.cfg
 
 
-def test_simulate_updates_device_from_uota_serve(runtime, tmp_path, dist, uota_serve):
-    root = make_device(tmp_path, uota_serve(dist))
+def test_simulate_updates_device_from_uota_serve(runtime, tmp_path, built_dist, uota_serve):
+    root = make_device(tmp_path, uota_serve(built_dist))
     before = read_tree(root)
 
     result = simulate(root, "--runtime", runtime)
@@ -53,8 +53,8 @@ def test_simulate_updates_device_from_uota_serve(runtime, tmp_path, dist, uota_s
     assert "INFO:uota:installed version 1.1.0" in result.stdout.splitlines()
 
 
-def test_up_to_date_device_is_success_and_unchanged(tmp_path, dist, uota_serve):
-    root = make_device(tmp_path, uota_serve(dist))
+def test_up_to_date_device_is_success_and_unchanged(tmp_path, built_dist, uota_serve):
+    root = make_device(tmp_path, uota_serve(built_dist))
     (root / "version").write_text("1.1.0\n")
     before = read_tree(root)
 
@@ -65,8 +65,8 @@ def test_up_to_date_device_is_success_and_unchanged(tmp_path, dist, uota_serve):
     assert read_tree(root) == before
 
 
-def test_no_install_downloads_but_leaves_files(tmp_path, dist, uota_serve):
-    root = make_device(tmp_path, uota_serve(dist))
+def test_no_install_downloads_but_leaves_files(tmp_path, built_dist, uota_serve):
+    root = make_device(tmp_path, uota_serve(built_dist))
     before = read_tree(root)
 
     result = simulate(root, "--no-install")
@@ -76,7 +76,7 @@ def test_no_install_downloads_but_leaves_files(tmp_path, dist, uota_serve):
     assert "install_new_firmware" not in result.stdout
     assert result.stdout.splitlines()[-1] == "version after: 1.0.0"
     after = read_tree(root)
-    assert after.pop("fw.tmp") == (dist / "firmware-1.1.0.tar.gz").read_bytes()  # the download
+    assert after.pop("fw.tmp") == (built_dist / "firmware-1.1.0.tar.gz").read_bytes()  # the download
     after.pop("uota.state")  # and its record: verified, ready to install
     assert after == before
 
@@ -114,8 +114,8 @@ MP_AND_CPYTHON = pytest.mark.parametrize("device_runtime", ["cpython", "micropyt
 
 
 @MP_AND_CPYTHON
-def test_simulate_updates_device_from_nginx(device_runtime, tmp_path, dist, nginx):
-    root = make_device(tmp_path, nginx(dist))
+def test_simulate_updates_device_from_nginx(device_runtime, tmp_path, built_dist, nginx):
+    root = make_device(tmp_path, nginx(built_dist))
     before = read_tree(root)
 
     assert_updated(root, before, simulate(root, "--runtime", device_runtime))
@@ -127,8 +127,8 @@ def server_pins(url):
 
 
 @MP_AND_CPYTHON
-def test_simulate_updates_device_from_nginx_https_with_pin(device_runtime, tmp_path, dist, nginx):
-    url = nginx(dist, tls=True)
+def test_simulate_updates_device_from_nginx_https_with_pin(device_runtime, tmp_path, built_dist, nginx):
+    url = nginx(built_dist, tls=True)
     root = make_device(tmp_path, url)
     before = read_tree(root)
 
@@ -138,8 +138,8 @@ def test_simulate_updates_device_from_nginx_https_with_pin(device_runtime, tmp_p
 
 
 @MP_AND_CPYTHON
-def test_wrong_pin_refuses_nginx_https(device_runtime, tmp_path, dist, nginx):
-    root = make_device(tmp_path, nginx(dist, tls=True))
+def test_wrong_pin_refuses_nginx_https(device_runtime, tmp_path, built_dist, nginx):
+    root = make_device(tmp_path, nginx(built_dist, tls=True))
     before = read_tree(root)
 
     result = simulate(root, "--runtime", device_runtime, "--pin", "ab" * 32)
@@ -149,8 +149,8 @@ def test_wrong_pin_refuses_nginx_https(device_runtime, tmp_path, dist, nginx):
     assert read_tree(root) == before
 
 
-def test_simulate_updates_device_from_uota_serve_tls_with_its_pin(tmp_path, dist, uota_serve):
-    url = uota_serve(dist, tls=True)
+def test_simulate_updates_device_from_uota_serve_tls_with_its_pin(tmp_path, built_dist, uota_serve):
+    url = uota_serve(built_dist, tls=True)
     root = make_device(tmp_path, url)
     before = read_tree(root)
 
