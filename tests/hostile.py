@@ -14,6 +14,25 @@ import pytest
 
 from releases import file_member, publish, tar_members
 
+# A `latest` a device refuses before it downloads anything, and why.
+BAD_LATEST = [
+    pytest.param("", 'latest is not a version;filename line', id="empty"),
+    pytest.param("<html><body>Not found</body></html>\n", 'latest is not a version;filename line', id="html"),
+    pytest.param("firmware.tar.gz\n", 'latest needs at least version;filename', id="seed-invalid-one-field"),
+    pytest.param("2.0.1;firmware.tar.gz;" + "8870f8b3bd8b54437f0a7f721cd3f3fe208e60638dcf36a9f4efe31dab58c548\n", "latest: free space must be a whole number of kB, not '8870f8b3bd8b54437f0a7f721cd3f3fe208e60638dcf36a9f4efe31dab58c548'", id="seed-invalid-hash-as-kb"),
+    pytest.param("2.0.1;firmware.tar.gz;x\n", "latest: free space must be a whole number of kB, not 'x'", id="non-numeric-kb"),
+    pytest.param("2.0.1;firmware.tar.gz;-4\n", "latest: free space must be a whole number of kB, not '-4'", id="negative-kb"),
+    pytest.param("2.0.1;firmware.tar.gz;0;abc\n", 'latest: the hash is not 64 hex digits', id="short-hash"),
+    pytest.param("2.0.1;firmware.tar.gz;0;" + "g" * 64 + "\n", 'latest: the hash is not 64 hex digits', id="non-hex-hash"),
+    pytest.param("2.0.1;../firmware.tar.gz\n", "latest names an unsafe file: '../firmware.tar.gz'", id="dotdot-filename"),
+    pytest.param("2.0.1;dir/firmware.tar.gz\n", "latest names an unsafe file: 'dir/firmware.tar.gz'", id="slash-filename"),
+    pytest.param("2.0.1;..\n", "latest names an unsafe file: '..'", id="filename-dotdot"),
+    pytest.param("2.0 1;firmware.tar.gz\n", "invalid version '2.0 1'", id="space-in-version"),
+    pytest.param("2.0.1;firmware.tar.gz;" + "0" * 600 + "\n", 'latest is longer than 512 bytes', id="longer-than-512"),
+    pytest.param("2.0.1;firmware.tar.gz\n2.0.2;other.tar.gz\n", 'latest is not a version;filename line', id="two-lines"),
+]
+
+
 GOOD_MEMBERS = [file_member("main.py", b"print('new')\n"), file_member("version", b"1.1.0\n")]
 
 

@@ -14,7 +14,7 @@ from uota.check import check_release
 from uota.pin import pins_for_certificate
 
 from fixtures_servers import run_uota
-from hostile import ARCHIVE_RULES, publish_hostile
+from hostile import ARCHIVE_RULES, BAD_LATEST, publish_hostile
 from releases import device_cfg, file_member, publish, tar_members, write_tree
 
 APP = {"main.py": "print('hello')\n", "lib/util.py": "A = 1\n"}
@@ -128,22 +128,32 @@ def test_free_space_figure_too_small_fails(good_release, dist, uota_serve):
     assert "problem: latest's free space 1 kB is less than the " + needed in result.stdout
 
 
-@pytest.mark.parametrize(
-    "latest",
-    [
-        pytest.param("firmware.tar.gz\n", id="no-version"),
-        pytest.param("2.0.1;firmware.tar.gz;" + "ab" * 32 + "\n", id="hash-in-free-space-field"),
-        pytest.param("<html>not found</html>\n", id="html"),
-        pytest.param("1.1.0;../firmware.tar.gz\n", id="unsafe-filename"),
-    ],
-)
-def test_invalid_latest_fails(good_release, dist, uota_serve, latest):
-    good_release.latest_path.write_text(latest)
+@pytest.mark.parametrize("serve", ["uota_serve", "nginx"])
+def test_every_bad_latest_is_reported_with_the_reason_devices_give(request, tmp_path, dist, serve):
+    # hostile.BAD_LATEST: each `latest` in its own folder of one server
+    entries = {entry.id: entry.values for entry in BAD_LATEST}
+    for ident, (latest, _) in entries.items():
+        (dist / ident).mkdir()
+        (dist / ident / "latest").write_text(latest)
+    base = request.getfixturevalue(serve)(dist)
+
+    wrong = {}
+    for ident, (_, reason) in entries.items():
+        report = check_release(base + ident + "/")
+        if not any(problem.startswith("invalid latest ") and problem.endswith(": " + reason)
+                   for problem in report.problems):
+            wrong[ident] = report.problems
+
+    assert wrong == {}
+
+
+def test_invalid_latest_is_one_problem_line(good_release, dist, uota_serve):
+    good_release.latest_path.write_text("1.1.0;../firmware.tar.gz\n")
 
     result = check(uota_serve(dist))
 
     assert result.returncode == 1
-    assert "problem: invalid latest" in result.stdout
+    assert "problem: invalid latest '1.1.0;../firmware.tar.gz': latest names an unsafe file: " in result.stdout
 
 
 def test_missing_archive_fails(good_release, dist, uota_serve):

@@ -84,8 +84,9 @@ def test_nothing_left_behind_after_update(runtime, tmp_path, dist, server):
     release(dist, tmp_path)
     device = make_device(runtime, tmp_path, server.url)
 
-    device.update()
+    result, log = device.update()
 
+    assert result == "True True", log  # nothing is left behind by an update that happened
     leftovers = [n for n in device.files() if n in ("fw.tmp", "uota.state") or n.endswith(".uota-new")]
     assert leftovers == []
 
