@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from fixtures_runtime import DEVICE_MODULE_DIR
+from support.fixtures_runtime import DEVICE_MODULE_DIR
 from memory import old_device, reference_release
 from nginx import nginx, wire_log
 from uota.build import build_release

@@ -40,8 +40,8 @@ from functools import partial
 from pathlib import Path
 
 from memory import publish_release, reference_release
-from releases import read_tree, write_tree
-from unix_port import CACHE, UnixPortMissing, compile_tree, run, unix_micropython
+from support.releases import read_tree, write_tree
+from support.unix_port import CACHE, UnixPortMissing, compile_tree, run, unix_micropython
 from uota.build import DEFAULT_WINDOW_BITS, build_release
 from uota.device.uota._tar import window_bits
 from uota.init import BOOT_SNIPPET

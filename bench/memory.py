@@ -19,8 +19,8 @@ import threading
 from functools import partial
 from pathlib import Path
 
-from fixtures_runtime import DEVICE_MODULE_DIR
-from releases import publish, tar_cli, write_tree
+from support.fixtures_runtime import DEVICE_MODULE_DIR
+from support.releases import publish, tar_cli, write_tree
 from uota.build import build_release
 from uota.runtime import run_device
 

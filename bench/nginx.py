@@ -1,6 +1,6 @@
 """nginx on 127.0.0.1 serving a release folder, for benchmarks: `with nginx(dist) as (url, log)`.
 
-The configuration is the tests' (tests/fixtures_servers.py NGINX_CONF) with room for a fleet's
+The configuration is the tests' (tests/support/fixtures_servers.py NGINX_CONF) with room for a fleet's
 connections and an access log of wire bytes: one "REQUEST STATUS REQUEST_BYTES SENT_BYTES"
 line per request.
 """
@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from fixtures_servers import NGINX_CONF, _free_port, _nginx_binary, _stop, _wait_for_port
+from support.fixtures_servers import NGINX_CONF, _free_port, _nginx_binary, _stop, _wait_for_port
 
 WIRE_LOG = "log_format wire '$request $status $request_length $bytes_sent'; access_log {work}/access.log wire;"
 CONF = (NGINX_CONF

@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import flash
-from power_cut import served_releases, sweep_flash, sweep_flash_recover, sweep_micropython
+from support import flash
+from support.power_cut import served_releases, sweep_flash, sweep_flash_recover, sweep_micropython
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,14 +58,14 @@ recovers and is judged as above.
 Where the writes are:
 
 - **littlefs, FAT** (CPython): the device module runs in-process with its `os` and `open`
-  replaced by the real C filesystems on a 1 MB flash of 4 KB blocks (`tests/flash.py`):
+  replaced by the real C filesystems on a 1 MB flash of 4 KB blocks (`tests/support/flash.py`):
   littlefs-python (littlefs v2, set up as MicroPython's `VfsLfs2`: read/prog 32 bytes,
   cache 128) and fatfs-ng (ChaN's FatFs, one FAT, 4 KB sectors). A write is one program or
   erase the littlefs driver issues, or one 4 KB sector FatFs writes. Rename onto an existing
   file is littlefs's own (atomic) and, on FAT, MicroPython's `vfs_fat.c` recipe: remove the
   target, then rename.
 - **MicroPython 1.20, 1.29** (WebAssembly): the real firmware runs the device module over
-  `cutfs` (`tests/device_fs/cutfs.py`), an in-memory filesystem mounted with `os.mount`
+  `cutfs` (`tests/support/device_fs/cutfs.py`), an in-memory filesystem mounted with `os.mount`
   that counts every call that changes it (open for writing, `write`, `rename`, `remove`,
   `mkdir`, `rmdir`) and drops all after the N-th; the tree persists across boots in the
   device folder. Each call is whole once made; renames replace atomically as on littlefs,

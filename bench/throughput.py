@@ -11,7 +11,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from fixtures_runtime import DEVICE_MODULE_DIR
+from support.fixtures_runtime import DEVICE_MODULE_DIR
 from memory import old_device, publish_release, reference_release, result_of, serve
 from uota.runtime import run_device
 

@@ -9,7 +9,7 @@ the published version polling nginx; requests and bytes come from nginx's access
 import tempfile
 from pathlib import Path
 
-from fixtures_runtime import DEVICE_MODULE_DIR
+from support.fixtures_runtime import DEVICE_MODULE_DIR
 from memory import VARIANTS, old_device, publish_release, reference_release
 from nginx import nginx, wire_log
 from uota.runtime import run_device

@@ -7,8 +7,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from fixtures_servers import run_uota
-from releases import files_list
+from support.fixtures_servers import run_uota
+from support.releases import files_list
 
 from uota.device.uota import _latest
 

@@ -13,9 +13,9 @@ from uota.build import build_release
 from uota.check import check_release
 from uota.pin import pins_for_certificate
 
-from fixtures_servers import run_uota
-from hostile import ARCHIVE_RULES, BAD_LATEST, publish_hostile
-from releases import device_cfg, file_member, publish, tar_members, write_tree
+from support.fixtures_servers import run_uota
+from support.hostile import ARCHIVE_RULES, BAD_LATEST, publish_hostile
+from support.releases import device_cfg, file_member, publish, tar_members, write_tree
 
 APP = {"main.py": "print('hello')\n", "lib/util.py": "A = 1\n"}
 

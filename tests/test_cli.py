@@ -1,7 +1,7 @@
 """The `uota` command line: the command table, help, exit status and one-line errors."""
 
 import pytest
-from fixtures_servers import run_uota
+from support.fixtures_servers import run_uota
 
 from uota import __main__ as cli
 from uota.errors import CommandError

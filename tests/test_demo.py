@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_servers import run_uota
+from support.fixtures_servers import run_uota
 
 GOLDEN = Path(__file__).with_suffix(".exp")
 _NORMALISE = [

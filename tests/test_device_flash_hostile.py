@@ -25,9 +25,9 @@ import pytest
 
 from uota.build import build_release
 
-import flash
-from power_cut import FlashDevice, MicroPythonDevice, format_flash, tree_of
-from releases import built_list, device_cfg, file_member, publish, tar_members, write_tree
+from support import flash
+from support.power_cut import FlashDevice, MicroPythonDevice, format_flash, tree_of
+from support.releases import built_list, device_cfg, file_member, publish, tar_members, write_tree
 
 FILESYSTEMS = [pytest.param(flash.LittleFs, id="littlefs"), pytest.param(flash.Fat, id="fat")]
 MICROPYTHONS = [pytest.param("micropython-1.20", id="mp120"), pytest.param("micropython-1.29", id="mp129")]

@@ -6,7 +6,7 @@ so a table is one start of the runtime however long it is.
 
 import pytest
 
-from releases import Device
+from support.releases import Device
 
 HASH = "8870f8b3bd8b54437f0a7f721cd3f3fe208e60638dcf36a9f4efe31dab58c548"
 

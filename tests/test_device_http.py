@@ -26,9 +26,9 @@ import time
 
 import pytest
 
-from fault_proxy import fetch_response, head_length
-from releases import assert_update_changes_nothing, publish, tar_cli, write_tree
-from test_device_update import NEW, expected_after_update, make_device, release
+from support.fault_proxy import fetch_response, head_length
+from support.releases import assert_update_changes_nothing, publish, tar_cli, write_tree
+from support.standard import NEW, expected_after_update, make_device, release
 
 SECRET = "Bearer s3cret-token"
 HEADERS = {"Authorization": SECRET, "X-Device": "unit-7"}

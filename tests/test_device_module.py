@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from fixtures_runtime import DEVICE_MODULE_DIR
-from releases import Device
+from support.fixtures_runtime import DEVICE_MODULE_DIR
+from support.releases import Device
 
 PACKAGE = DEVICE_MODULE_DIR / "uota"
 MODULES = sorted(PACKAGE.glob("*.py"))

@@ -1,12 +1,12 @@
 """The device code as boards get it: mip's package.json, the manifest.py beside it that freezes
 the same files, and a firmware built with that manifest (MicroPython 1.28's unix port,
-tests/unix_port.py) that imports uota from its frozen modules."""
+tests/support/unix_port.py) that imports uota from its frozen modules."""
 
 import json
 
 import pytest
-from fixtures_runtime import DEVICE_MODULE_DIR
-from unix_port import DEVICE_MANIFEST, UnixPortMissing, manifest_inputs, run, unix_micropython
+from support.fixtures_runtime import DEVICE_MODULE_DIR
+from support.unix_port import DEVICE_MANIFEST, UnixPortMissing, manifest_inputs, run, unix_micropython
 
 from uota.device import uota as device
 

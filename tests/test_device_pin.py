@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from test_device_update import make_device, release
+from support.standard import make_device, release
 from test_pin import ec_key, rsa_key, self_signed, subject_public_key_bits
 from uota.pin import load_certificate_file, pins_for_certificate
 from uota.serve import make_self_signed_certificate

@@ -10,9 +10,9 @@ import tarfile
 
 import pytest
 
-from hostile import ARCHIVE_RULES, BAD_LATEST, FLASH_RULES, cfg_member, publish_hostile
-from releases import assert_update_changes_nothing, Device, device_cfg, file_member, publish, tar_members, write_tree
-from test_device_update import OLD, make_device, release
+from support.hostile import ARCHIVE_RULES, BAD_LATEST, FLASH_RULES, cfg_member, publish_hostile
+from support.releases import assert_update_changes_nothing, Device, device_cfg, file_member, publish, tar_members, write_tree
+from support.standard import OLD, make_device, release
 
 
 

@@ -7,13 +7,13 @@ its release put there. Each test updates a real device twice from a real HTTP se
 """
 
 import pytest
-import unix_port
-from fixtures_runtime import Device as RuntimeDevice
+from support import unix_port
+from support.fixtures_runtime import Device as RuntimeDevice
 
 from uota.build import build_release
 from uota.init import device_files
 
-from releases import Device, device_cfg, listed_files, publish, read_tree, tar_cli, write_tree
+from support.releases import Device, device_cfg, listed_files, publish, read_tree, tar_cli, write_tree
 
 A = {
     "main.py": "import blink\n",

@@ -14,46 +14,8 @@ import pytest
 from uota.build import gzip_with_window
 from uota.pin import pins_for_certificate
 
-from releases import assert_update_changes_nothing, Device, device_cfg, publish, tar_cli, tar_python, write_tree
-
-OLD = {
-    "main.py": "print('old')\n",
-    "lib/util.py": "A = 1\n",
-    "wifi.json": '{"ssid": "home"}\n',
-    "version": "1.0.0\n",
-}
-NEW = {
-    "main.py": "print('new')\n",
-    "lib/util.py": "A = 2\n",
-    "lib/deep/more.py": "B = 3\n",
-    "data.bin": bytes(range(256)) * 200,
-    "wifi.json": '{"ssid": "factory"}\n',
-    "version": "1.1.0\n",
-}
-
-
-def make_device(runtime, tmp_path, url, files=OLD, **cfg):
-    device = Device(runtime, tmp_path / "device")
-    write_tree(device.root, files)
-    write_tree(device.root, {"uota.cfg": device_cfg(url, **cfg)})
-    return device
-
-
-def release(dist, tmp_path, files=NEW, version="1.1.0", maker=tar_cli, **latest):
-    src = write_tree(tmp_path / ("src-" + version), files)
-    archive = maker(src, dist / ("firmware-%s.tar.gz" % version))
-    publish(dist, version, archive, **latest)
-    return archive
-
-
-def expected_after_update(device_before, release_files, version="1.1.0"):
-    tree = dict(device_before)
-    for name, data in release_files.items():
-        if name not in ("wifi.json", "version"):
-            tree[name] = data.encode() if isinstance(data, str) else data
-    tree["version"] = version.encode()
-    return tree
-
+from support.releases import assert_update_changes_nothing, Device, device_cfg, publish, tar_python, write_tree
+from support.standard import CUT_INSTALL, NEW, OLD, expected_after_update, make_device, release
 
 def test_update_installs_release_made_with_tar(runtime, tmp_path, dist, server):
     release(dist, tmp_path)
@@ -424,24 +386,6 @@ def test_partial_download_is_never_installed(runtime, tmp_path, dist, server):
     assert installed == "False"
     assert "no verified download" in log
     assert device.files()["main.py"] == before["main.py"]
-
-
-# A reset while installing: the exception stands for the power going off after N files.
-CUT_INSTALL = """
-from uota import _install
-class PowerCut(BaseException): pass
-write = _install._write_member
-count = [0]
-def cutting(*args):
-    count[0] += 1
-    if count[0] > %d: raise PowerCut()
-    write(*args)
-_install._write_member = cutting
-try:
-    uota.install_new_firmware()
-except PowerCut:
-    print('cut')
-"""
 
 
 @pytest.mark.parametrize("cut_after", [1, 3])

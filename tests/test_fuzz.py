@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from uota.device.uota import _cfg, _core, _http, _latest, _response, _tar, _url
+from uota.device.uota import _cfg, _core, _latest, _response, _tar, _url
 from invariants import (
     VERSION,
     ByteStream,

@@ -1,7 +1,7 @@
 """Peak heap on MicroPython's unix port: the update fits the heap budget the device code holds
 today, and a heap well below it makes the update fail cleanly.
 
-The unix port (tests/unix_port.py, built 32-bit from ../shared/micropython) has a real
+The unix port (tests/support/unix_port.py, built 32-bit from ../shared/micropython) has a real
 garbage collector and a fixed heap, so the smallest `-X heapsize` that completes an update is
 deterministic for a given binary: bench/heap.py bisects it, and this file runs the same
 update (bench/heap.py's reference release, a fresh device, a real HTTP server) within the
@@ -13,15 +13,13 @@ MemoryError escapes uota's code; check_for_updates()/install_new_firmware() retu
 """
 
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
 
 import heap as bench  # bench/heap.py: the same releases, devices and scripts
-from releases import read_tree
-from unix_port import UnixPortMissing, compile_tree, run, unix_micropython
+from support.releases import read_tree
+from support.unix_port import UnixPortMissing, compile_tree, run, unix_micropython
 
 # The budget: a heap (KiB) in which a fresh device completes check_for_updates() then
 # install_new_firmware() of the reference release built with `uota build`'s default 4 KB

@@ -6,10 +6,10 @@ import shlex
 from pathlib import Path
 
 import pytest
-from fixtures_runtime import Device as BareDevice
-from fixtures_servers import run_uota
-from releases import device_cfg, read_tree, write_tree
-from test_device_update import CUT_INSTALL, NEW, expected_after_update, make_device, release
+from support.fixtures_runtime import Device as BareDevice
+from support.fixtures_servers import run_uota
+from support.releases import device_cfg, read_tree, write_tree
+from support.standard import CUT_INSTALL, NEW, expected_after_update, make_device, release
 
 from uota.__main__ import main
 from uota.device.uota import _cfg

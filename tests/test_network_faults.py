@@ -23,7 +23,7 @@ import pytest
 from uota.runtime import RUNTIMES
 from uota.serve import start_server
 
-from fault_proxy import (
+from support.fault_proxy import (
     STALL_SECONDS,
     FaultProxy,
     drop_after,
@@ -35,8 +35,8 @@ from fault_proxy import (
     trickle,
     truncate_body,
 )
-from fixtures_runtime import RUNTIME_IDS
-from test_device_update import NEW, expected_after_update, make_device, release
+from support.fixtures_runtime import RUNTIME_IDS
+from support.standard import NEW, expected_after_update, make_device, release
 
 TIMEOUT = 1  # the device's, in seconds: short, so that stalls cost little
 _RNG = random.Random(2024)

@@ -8,8 +8,8 @@ import contextlib
 
 import pytest
 
-import flash
-from power_cut import NEW_VERSION, OLD_VERSION, judge, served_releases, sweep_flash, sweep_flash_recover, sweep_micropython
+from support import flash
+from support.power_cut import NEW_VERSION, OLD_VERSION, judge, served_releases, sweep_flash, sweep_flash_recover, sweep_micropython
 
 LITTLEFS_CUTS = 60
 FAT_CUTS = None  # every one (under a hundred): the gaps FAT leaves are two writes wide

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from fixtures_runtime import Device
+from support.fixtures_runtime import Device
 from uota.pin import load_certificate_file
 from uota.runtime import DeviceTimeout, run_device
 from uota.serve import make_self_signed_certificate

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from fixtures_servers import run_uota, uota_command_env
+from support.fixtures_servers import run_uota, uota_command_env
 
 from uota.pin import fetch_server_certificate, pins_for_certificate
 from uota.serve import start_server

@@ -8,8 +8,8 @@ import pytest
 
 from uota.build import build_release
 
-from fixtures_servers import run_uota
-from releases import device_cfg, read_tree, write_tree
+from support.fixtures_servers import run_uota
+from support.releases import device_cfg, read_tree, write_tree
 
 OLD = {"main.py": "print('old')\n", "lib/util.py": "A = 1\n", "wifi.json": '{"ssid": "home"}\n', "version": "1.0.0\n"}
 NEW = {"main.py": "print('new')\n", "lib/util.py": "A = 2\n", "lib/more.py": "B = 3\n", "wifi.json": "{}\n"}

@@ -14,8 +14,8 @@ from uota.build import DEFAULT_WINDOW_BITS, build_release
 from uota.device.uota import _tar
 from uota.runtime import RUNTIMES
 
-from fixtures_servers import run_uota
-from releases import (Device, assert_update_changes_nothing, built_list, device_cfg, publish, read_tree, tar_cli,
+from support.fixtures_servers import run_uota
+from support.releases import (Device, assert_update_changes_nothing, built_list, device_cfg, publish, read_tree, tar_cli,
                       write_tree)
 
 OLD = {"main.py": "print('old')\n", "lib/util.py": "A = 1\n", "version": "1.0.0\n"}

@@ -41,9 +41,9 @@ from pathlib import Path
 from uota.build import build_release
 from uota.serve import start_server
 
-import flash
-from fixtures_runtime import DEVICE_MODULE_DIR
-from releases import Device, device_cfg, files_list, listed_files, write_tree
+from support import flash
+from support.fixtures_runtime import DEVICE_MODULE_DIR
+from support.releases import Device, device_cfg, files_list, listed_files, write_tree
 
 CUTFS_DIR = Path(__file__).resolve().parent / "device_fs"
 ARCHIVE = "fw.tmp"

@@ -15,7 +15,7 @@ import pytest
 
 from uota.runtime import RUNTIMES, DeviceRun, run_device
 
-DEVICE_MODULE_DIR = Path(__file__).resolve().parent.parent / "src" / "uota" / "device"
+DEVICE_MODULE_DIR = Path(__file__).resolve().parent.parent.parent / "src" / "uota" / "device"
 RUNTIME_IDS = {"cpython": "cpython", "micropython-1.20": "mp120", "micropython-1.29": "mp129"}
 
 

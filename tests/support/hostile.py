@@ -12,7 +12,7 @@ import tarfile
 
 import pytest
 
-from releases import file_member, publish, tar_members
+from support.releases import file_member, publish, tar_members
 
 # A `latest` a device refuses before it downloads anything, and why.
 BAD_LATEST = [

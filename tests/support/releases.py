@@ -6,7 +6,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from fixtures_runtime import Device as _Device
+from support.fixtures_runtime import Device as _Device
 
 # Printed by every device script so tests can read what the public API returned.
 PRELUDE = """

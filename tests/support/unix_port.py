@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 SHARED = REPO.parent / "shared" / "micropython"
 CACHE = REPO / ".cache" / "micropython"
 VERSIONS = ("1.20.0", "1.28.0")

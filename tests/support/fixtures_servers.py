@@ -22,7 +22,7 @@ import pytest
 
 from uota.serve import make_self_signed_certificate
 
-SRC_DIR = Path(__file__).resolve().parent.parent / "src"
+SRC_DIR = Path(__file__).resolve().parent.parent.parent / "src"
 _START_TIMEOUT = 20
 
 
