@@ -356,3 +356,15 @@ def test_cfg_option_judges_the_release_as_devices_with_that_uota_cfg(dist, uota_
     assert default.returncode == 0, default.stdout  # a device downloading into uota.tmp installs it
     assert with_cfg.returncode == 1
     assert "problem: a device refuses the release: archive would overwrite 'fw.tmp'" in with_cfg.stdout
+
+
+def test_free_kb_reports_whether_devices_with_that_much_flash_free_have_room(good_release, dist, uota_serve):
+    url = uota_serve(dist)
+    needed = int(next(line for line in check(url).stdout.splitlines() if line.startswith("install:")).split()[1])
+
+    enough, short = check(url, "--free-kb", needed), check(url, "--free-kb", needed - 1)
+
+    assert enough.returncode == 0, enough.stdout
+    assert short.returncode == 1
+    assert "problem: a device with %d kB free refuses the release: its install needs %d kB at its peak" % (
+        needed - 1, needed) in short.stdout

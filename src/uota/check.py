@@ -111,7 +111,7 @@ class _Client:
     origin: tuple
 
 
-def check_release(url, pin=None, progress=None, headers=None, device_cfg=None) -> Report:
+def check_release(url, pin=None, progress=None, headers=None, device_cfg=None, free_kb=None) -> Report:
     """Fetch the release published at base URL `url` and judge it as a device would.
 
     Args:
@@ -123,6 +123,9 @@ def check_release(url, pin=None, progress=None, headers=None, device_cfg=None) -
         device_cfg: the text of the devices' uota.cfg: the virtual device that judges
             the release uses its settings (tmp_filename, excluded_files, headers), with
             `url` as its url. Without it: the release's uota.cfg's, else uota.tmp and none.
+        free_kb: the flash free on the devices, in kB: a problem when the install's peak
+            (what the device's check computes, on an empty device) needs more, as a device
+            with that much free refuses the release.
 
     Raises:
         CommandError: `url` is not http(s), headers or device_cfg that a device would
@@ -139,6 +142,9 @@ def check_release(url, pin=None, progress=None, headers=None, device_cfg=None) -
         _check(report, base, client, progress, settings if device_cfg is not None else None)
     except _PinMismatch as mismatch:
         report.problems.append(str(mismatch))
+    if free_kb is not None and report.device_need is not None and report.device_need > free_kb * 1024:
+        report.problems.append("a device with {} kB free refuses the release: its install needs {} kB at its "
+                               "peak".format(free_kb, -(-report.device_need // 1024)))
     return report
 
 
@@ -468,6 +474,8 @@ def add_arguments(parser):
     parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                         help="send this header to URL's origin, as devices send uota.cfg's headers "
                         "(repeatable; for releases behind authentication)")
+    parser.add_argument("--free-kb", type=int, metavar="KB",
+                        help="the flash free on the devices: report whether such a device has room for the install")
     parser.add_argument("--cfg", metavar="FILE",
                         help="the devices' uota.cfg: judge the release as a device with these settings "
                         "(tmp_filename, excluded_files, headers) would; default: the release's own uota.cfg")
@@ -496,7 +504,8 @@ def run(args):
             device_cfg = Path(args.cfg).read_text()
         except (OSError, UnicodeDecodeError) as error:
             raise CommandError("cannot read {}: {}".format(args.cfg, getattr(error, "strerror", None) or error))
-    report = check_release(args.url, args.pin, progress=_tqdm_progress, headers=headers, device_cfg=device_cfg)
+    report = check_release(args.url, args.pin, progress=_tqdm_progress, headers=headers, device_cfg=device_cfg,
+                           free_kb=args.free_kb)
     for line in format_report(report):
         print(line)
     return 0 if report.ok else 1
