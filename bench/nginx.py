@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from support.fixtures_servers import NGINX_CONF, _free_port, _nginx_binary, _stop, _wait_for_port
+from support.fixtures_servers import NGINX_CONF, free_port, _nginx_binary, _stop, _wait_for_port
 
 WIRE_LOG = "log_format wire '$request $status $request_length $bytes_sent'; access_log {work}/access.log wire;"
 CONF = (NGINX_CONF
@@ -22,7 +22,7 @@ CONF = (NGINX_CONF
 def nginx(dist):
     """Yields (base URL, path of the access log); both are gone when the block ends."""
     with tempfile.TemporaryDirectory(prefix="uota-nginx-") as tmp:
-        work, port = Path(tmp), _free_port()
+        work, port = Path(tmp), free_port()
         conf = work / "nginx.conf"
         conf.write_text(CONF.format(work=work, port=port, ssl="", tls_files="", dist=Path(dist).resolve()))
         process = subprocess.Popen([_nginx_binary(), "-c", str(conf), "-p", str(work), "-e", str(work / "error.log")],

@@ -51,6 +51,9 @@ def tarred(dist, tmp_path, files, version):
     publish(dist, version, tar_cli(src, dist / ("firmware-%s.tar.gz" % version)))
 
 
+MAKERS = {"built": built, "tarred": tarred}
+
+
 def update(device):
     result, log = device.update()
     assert result == "True True", log
@@ -90,29 +93,20 @@ def test_the_device_keeps_the_list_of_the_release_it_installed(device_at_1_0, di
     assert files["uota.files"] == listed_files(archive)
 
 
-def test_a_release_without_a_list_removes_nothing(device_at_1_0, dist, tmp_path):
-    built(dist, tmp_path, A, "1.1.0")
+@pytest.mark.parametrize("make_a, make_b", [("built", "tarred"), ("tarred", "built")],
+                         ids=["release-without-a-list", "device-without-a-record"])
+def test_without_both_lists_nothing_is_removed(device_at_1_0, dist, tmp_path, make_a, make_b):
+    MAKERS[make_a](dist, tmp_path, A, "1.1.0")
     update(device_at_1_0)
-    tarred(dist, tmp_path, B, "1.2.0")
+    MAKERS[make_b](dist, tmp_path, B, "1.2.0")
 
     files = update(device_at_1_0)
 
-    assert files["lib/blink.py"] == b"VERSION = 'B'\n"
+    assert files["lib/blink.py"] == b"VERSION = 'B'\n"  # B is installed, and A's lib/old.py stays
     assert files["lib/old.py"] == b"OLD = True\n"
 
 
-def test_a_device_without_a_record_removes_nothing(device_at_1_0, dist, tmp_path):
-    tarred(dist, tmp_path, A, "1.1.0")
-    update(device_at_1_0)
-    built(dist, tmp_path, B, "1.2.0")
-
-    files = update(device_at_1_0)
-
-    assert files["lib/blink.py"] == b"VERSION = 'B'\n"
-    assert files["lib/old.py"] == b"OLD = True\n"
-
-
-# A record on the device_at_1_0 names only what a release may remove; the lines below do not.
+# A record on the device names only what a release may remove; the lines below do not.
 FORBIDDEN_LINES = [
     "0 0 uota.cfg", "0 0 UOTA.CFG", "0 0 version", "0 0 uota.state", "0 0 fw.tmp",  # uota's own
     "0 0 wifi.json", "0 0 WIFI.JSON",  # excluded, in any spelling

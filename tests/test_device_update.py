@@ -6,7 +6,6 @@ device module on the runtime under test (`runtime` fixture: cpython, mp120, mp12
 
 import ast
 import gzip
-import socket
 import tarfile
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from uota.build import gzip_with_window
 from uota.pin import pins_for_certificate
 
+from support.fixtures_servers import free_port
 from support.releases import assert_update_changes_nothing, Device, device_cfg, publish, tar_python, write_tree
 from support.standard import CUT_INSTALL, NEW, OLD, expected_after_update, make_device, release
 
@@ -198,13 +198,6 @@ def moving_release(dist, tmp_path, url):
     return new_cfg
 
 
-def closed_port():
-    """A port on 127.0.0.1 where nothing listens: connecting is refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def mirror(dist, folder, latest):
     """dist/folder/latest with the text latest: another place a release can move devices to."""
     (dist / folder).mkdir()
@@ -237,7 +230,7 @@ def test_a_release_moving_updates_to_a_url_that_does_not_offer_it_is_refused(run
                                                                              target, reason):
     device = make_device(runtime, tmp_path, server.url)
     if target is None:
-        new_url = "http://127.0.0.1:%d/" % closed_port()
+        new_url = "http://127.0.0.1:%d/" % free_port()
     elif isinstance(target, str):
         new_url = server.url + target
     else:

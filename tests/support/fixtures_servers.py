@@ -106,7 +106,8 @@ def _nginx_binary():
     return binary
 
 
-def _free_port():
+def free_port():
+    """A port on 127.0.0.1 where nothing listens now (connecting to it is refused)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -137,7 +138,7 @@ def nginx(tmp_path_factory):
         tls_files = "ssl_certificate {}; ssl_certificate_key {};".format(cert, key) if tls else ""
         error_log = work / "error.log"
         for _ in range(3):  # the free port may be taken between probing and nginx binding it
-            port = _free_port()
+            port = free_port()
             conf = work / "nginx.conf"
             conf.write_text(
                 NGINX_CONF.format(
