@@ -155,8 +155,10 @@ def run_device(
         try:
             result = subprocess.run(command, cwd=root, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired as expired:
-            output = (expired.stderr or b"").decode(errors="replace").strip()
-            detail = f"; stderr so far: {output[-500:]}" if output else ""
+            detail = ""
+            for name, data in (("stdout", expired.stdout), ("stderr", expired.stderr)):
+                text = (data or b"").decode(errors="replace").strip()
+                detail += f"; {name} so far: {text[-500:]}" if text else ""
             raise DeviceTimeout(f"{runtime} device script killed after {timeout}s{detail}") from None
     return DeviceRun(
         stdout=result.stdout.decode(errors="replace"),
