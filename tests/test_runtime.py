@@ -201,6 +201,11 @@ def test_script_running_too_long_is_killed_with_a_clear_error(device):
         device.run("while True:\n    pass", timeout=3)
 
 
+def test_a_killed_script_reports_what_it_printed_so_far(device):
+    with pytest.raises(DeviceTimeout, match="stdout so far: started; stderr so far: warned"):
+        device.run("import sys\nprint('started')\nsys.stderr.write('warned\\n')\nwhile True:\n    pass", timeout=3)
+
+
 # ---- sockets -------------------------------------------------------------------------
 
 

@@ -138,7 +138,7 @@ def run_device(
         script_path = Path(scratch) / "main.py"
         script_path.write_text(script)
         if runtime == "cpython":
-            command = [sys.executable, "-I", "-S", "-c", _CPYTHON_BOOTSTRAP,
+            command = [sys.executable, "-I", "-S", "-u", "-c", _CPYTHON_BOOTSTRAP,  # -u: unbuffered, as a board's console
                        str(script_path), *module_dirs, ""]
         else:
             config = {
