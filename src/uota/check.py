@@ -294,15 +294,15 @@ def _judge_on_device(report, archive, client, device_cfg):
     empty folder holding `archive` as its download, and a uota.cfg for the release's url:
     device_cfg, else the release's uota.cfg's settings, else uota.tmp and no excluded files."""
     root = archive.parent / "device"
-    cfg = device_cfg or _release_settings(report)
-    cfg = dict(cfg, url=report.url, headers=client.headers)
-    target = root / _cfg.check_cfg(dict(cfg))["tmp_filename"]
-    target.parent.mkdir(parents=True)
+    cfg = dict(device_cfg or _release_settings(report), url=report.url, headers=client.headers)
+    root.mkdir()
+    (root / "uota.cfg").write_text(repr(cfg))  # as written: the device's own settings are read from it
+    cfg = _cfg.check_cfg(cfg)
+    target = root / cfg["tmp_filename"]
+    target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(archive, target)
-    (root / "uota.cfg").write_text(repr(cfg))
     with _in_folder(root):
         try:
-            cfg = _cfg.check_cfg(cfg)
             _core._write_state("partial", report.version, report.archive_size, report.archive_sha256,
                                cfg["tmp_filename"], cfg["excluded_files"])
             report.device_need = device._judge_download(cfg, client.pin or "")[2]

@@ -13,12 +13,7 @@ def fetch_release(cfg, quiet, version_check, pubkey_hash):
     """Fetch latest and, when it names a newer release, download it and record it as
     partial. Returns "newest" (nothing to do), "ready" (downloaded and checked in an
     earlier boot) or "downloaded"."""
-    text = _fetch_small(cfg["url"] + "latest", cfg, pubkey_hash, _LATEST_MAX)
-    try:
-        text = text.decode()
-    except ValueError:
-        raise VerifyError("latest is not text")
-    version, filename, free_kb, sha = parse_latest(text)
+    version, filename, free_kb, sha = _fetch_latest(cfg, pubkey_hash)
     if version_check:
         current = _read_version()
         if current is None:
@@ -55,26 +50,32 @@ def reach(cfg, pin, version):
     """VerifyError unless the url a release moves updates to (cfg's) serves a latest that
     offers `version` or a newer one: a device sent elsewhere must be able to update again."""
     try:
-        served = parse_latest(_fetch_small(cfg["url"] + "latest", cfg, pin, _LATEST_MAX).decode())[0]
+        served = _fetch_latest(cfg, pin)[0]
     except (UotaError, OSError, ValueError) as e:
         raise VerifyError("the release moves updates to %s, where latest fails: %s" % (cfg["url"], e))
     if compare_versions(served, version) < 0:
         raise VerifyError("the release moves updates to %s, which offers only %s" % (cfg["url"], served))
 
 
-def _fetch_small(url, cfg, pin, limit):
-    response = _request(url, cfg, pin)
+def _fetch_latest(cfg, pin):
+    """(version, filename, free_kb, sha) of the latest at cfg's url, read into a bounded
+    buffer: a few bytes over the limit are read, so that parse_latest sees it is too long."""
+    response = _request(cfg["url"] + "latest", cfg, pin)
     try:
-        data = bytearray(limit + 3)
+        data = bytearray(_LATEST_MAX + 3)
         n = 0
         while n < len(data):
             got = response.readinto(memoryview(data)[n:])
             if not got:
                 break
             n += got
-        return bytes(data[:n])
     finally:
         response.close()
+    try:
+        text = bytes(data[:n]).decode()
+    except ValueError:
+        raise VerifyError("latest is not text")
+    return parse_latest(text)
 
 
 def _download(url, path, cfg, pin, sha, offset, free_kb=0):

@@ -133,7 +133,7 @@ def _dropped(files, ships_home, protected):
                 st = _stat(path)
                 if st and not _is_dir(st):
                     dropped.append(path)
-    except (OSError, ValueError):  # no record, or not text
+    except (OSError, ValueError):  # a record that cannot be read, or is not text
         return ()
     return dropped
 
