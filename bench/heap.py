@@ -45,6 +45,7 @@ from support.unix_port import CACHE, UnixPortMissing, compile_tree, run, unix_mi
 from uota.build import DEFAULT_WINDOW_BITS, build_release
 from uota.device.uota._tar import window_bits
 from uota.init import BOOT_SNIPPET
+from uota.sign import keygen, sign_release
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -209,8 +210,10 @@ def serve(folder, rate=None):
 class Release:
     """One published release, its expected tree, and its servers (unpaced and paced)."""
 
-    def __init__(self, key, label, src, dist, archive):
+    def __init__(self, key, label, src, dist, archive, trust=None):
+        """trust: the PEM public key a device needs (uota.cfg keys) for a signed release."""
         self.key, self.label, self.src, self.dist, self.archive = key, label, src, dist, archive
+        self.trust = trust
         self.files = read_tree(src)
         with tarfile.open(archive) as tar:  # `uota build` adds uota.files, which devices keep
             self.listed = tar.extractfile("uota.files").read() if "uota.files" in tar.getnames() else None
@@ -229,7 +232,8 @@ class Release:
 
 
 def make_releases(work, scales=(1, 4)):
-    """{key: Release}: x1 with `uota build`'s default window, x1 by tar -czf, x4 windowed."""
+    """{key: Release}: x1 with `uota build`'s default window, the same signed (a 3072-bit key;
+    the device trusts it), x1 by tar -czf, x4 windowed."""
     releases = {}
     for scale in scales:
         src = work / ("src-x%d" % scale)
@@ -240,6 +244,12 @@ def make_releases(work, scales=(1, 4)):
         releases[key] = Release(key, "%d KB window x%d" % ((1 << DEFAULT_WINDOW_BITS) // 1024, scale),
                                 src, dist, archive)
         if scale == 1:
+            dist = work / "dist-x1-signed"
+            archive = build_release(src, "2.0.0", dist).archive_path
+            private, public = keygen(work / "signing-key")
+            sign_release(dist, private)
+            releases["signed-x1"] = Release("signed-x1", "signed, window x1", src, dist, archive,
+                                            public.read_text())
             dist = work / "dist-x1-tar"
             archive = publish_release(src, dist.mkdir() or dist, "tar")
             releases["tar-x1"] = Release("tar-x1", "tar -czf x1", src, dist, archive)
@@ -249,9 +259,14 @@ def make_releases(work, scales=(1, 4)):
 # ---------------------------------------------------------------- devices and device code
 
 
-def old_device(folder, url):
+def old_device(folder, url, trust=None):
+    """A device on the old tree; trusting the public key `trust` (PEM) when given."""
     cfg = {"url": url, "tmp_filename": TMP_NAME, "excluded_files": [], "delete": []}
-    return write_tree(folder, dict(OLD_FILES, **{"uota.cfg": repr(cfg)}))
+    files = dict(OLD_FILES)
+    if trust:
+        cfg["keys"] = ["ota.pub"]
+        files["ota.pub"] = trust
+    return write_tree(folder, dict(files, **{"uota.cfg": repr(cfg)}))
 
 
 def tree_problem(folder, release, before):
@@ -362,7 +377,7 @@ def update_probe(code, version, release, work):
     def probe(heap):
         device = Path(tempfile.mkdtemp(prefix="device-", dir=work))
         try:
-            old_device(device, release.url())
+            old_device(device, release.url(), release.trust)
             before = read_tree(device)
             returncode, out, err = run(code.binaries[version], device, code.script(), heap,
                                        code.module_dirs[version])
@@ -470,12 +485,12 @@ def measure_times(codes, releases, work):
     for code in codes:
         if code.name not in (".py", "original .py") or TIME_VERSION not in code.binaries:
             continue
-        keys = ["window-x1", "tar-x1"]
+        keys = ["window-x1", "tar-x1"] + (["signed-x1"] if not code.original else [])
         for key in keys:
             release = releases[key]
             for rate in (None, PACED_RATE):
                 folder = Path(tempfile.mkdtemp(prefix="time-", dir=work))
-                devices = [old_device(folder / ("d%d" % i), release.url(rate)) for i in range(TIME_RUNS)]
+                devices = [old_device(folder / ("d%d" % i), release.url(rate), release.trust) for i in range(TIME_RUNS)]
                 before = read_tree(devices[0])
                 install = "uota.install_new_firmware() is None" if code.original else "uota.install_new_firmware()"
                 script = TIME_SCRIPT % ([str(d) for d in devices], str(release.archive), release.wbits,
@@ -519,7 +534,7 @@ def print_heap_table(figures, original_given):
     for form in (".py", ".mpy", "frozen"):
         for key, release in releases.items():
             row = heaps.get(form, {}).get(key, {})
-            if key == "window-x4" or form == "frozen":
+            if key in ("window-x4", "signed-x1") or form == "frozen":
                 beside = "%-18s %-18s" % ("-", "-")
             elif original_given:
                 original = heaps.get("original " + form, {}).get(key, {})

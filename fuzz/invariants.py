@@ -70,7 +70,7 @@ def check_http(data, piece=1 << 30):
 
 def check_latest(text):
     try:
-        version, filename, free_kb, sha = _latest.parse_latest(text)
+        version, filename, free_kb, sha, named, signed = _latest.parse_latest(text)
     except _core.UotaError:
         return None
     _latest.parse_version(version)
@@ -78,6 +78,8 @@ def check_latest(text):
     assert set(filename) <= FILENAME_CHARS, "a file name that could change the request line"
     assert isinstance(free_kb, int) and free_kb >= 0
     assert sha is None or (len(sha) == 64 and set(sha) <= set("0123456789abcdef"))
+    assert named.get("size", "0").isdigit() and named.get("expires", "0").isdigit()
+    assert signed is None or text.strip().startswith(signed + ";sig="), "a signature must cover all before it"
     return version, filename, free_kb, sha
 
 

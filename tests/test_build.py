@@ -126,7 +126,7 @@ def test_gzip_header_has_no_time_and_no_file_name(source, tmp_path):
 
 def test_latest_parses_back_with_the_archive_hash_and_needed_space(source, tmp_path):
     archive = build(source, tmp_path / "dist")
-    version, filename, free_kb, sha256 = _latest.parse_latest((tmp_path / "dist/latest").read_text())
+    version, filename, free_kb, sha256 = _latest.parse_latest((tmp_path / "dist/latest").read_text())[:4]
     assert (version, filename) == ("1.2.0", archive.name)
     assert sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
     blocks = sum(-(-len(data) // 4096) for data in unpacked_release().values())

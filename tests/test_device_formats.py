@@ -30,6 +30,20 @@ LATEST_CASES = [
     ("2.0.1;firmware.tar.gz;1.5", "VerifyError"),
     ("2.0.1;firmware.tar.gz;0;" + HASH[:-1], "VerifyError"),
     ("x" * 600, "VerifyError"),
+    ("2.0.1;firmware.tar.gz;0;" + HASH + ";x=" + "y" * 1000, "VerifyError"),  # longer than a device reads
+]
+
+# The named fields after the fourth, and the text a signature covers: all before ";sig=".
+SIGNED = "2.0.1;firmware.tar.gz;4;" + HASH + ";size=2048;expires=1900000000"
+LATEST_NAMED_CASES = [
+    ("2.0.1;firmware.tar.gz;4;" + HASH, ({}, None)),
+    (SIGNED + ";sig=0123456789abcdef:QUJD\n", ({"size": "2048", "expires": "1900000000", "sig": "0123456789abcdef:QUJD"}, SIGNED)),
+    (SIGNED + ";later=1;sig=k:s", ({"size": "2048", "expires": "1900000000", "later": "1", "sig": "k:s"}, SIGNED + ";later=1")),
+    (SIGNED + ";sig=k:s;", ({"size": "2048", "expires": "1900000000", "sig": "k:s"}, SIGNED)),
+    ("2.0.1;firmware.tar.gz;4;" + HASH + ";sig=k:s;size=1", "VerifyError"),  # the signature must come last
+    ("2.0.1;firmware.tar.gz;4;" + HASH + ";size=-1", "VerifyError"),
+    ("2.0.1;firmware.tar.gz;4;" + HASH + ";size=1k", "VerifyError"),
+    ("2.0.1;firmware.tar.gz;4;" + HASH + ";expires=soon", "VerifyError"),
 ]
 
 VERSION_CASES = [
@@ -86,8 +100,13 @@ def run_table(runtime, tmp_path, call, cases):
 
 
 def test_latest_lines(runtime, tmp_path):
-    got = run_table(runtime, tmp_path, "_latest.parse_latest(*args)", LATEST_CASES)
+    got = run_table(runtime, tmp_path, "_latest.parse_latest(*args)[:4]", LATEST_CASES)
     assert got == [expected for _, expected in LATEST_CASES]
+
+
+def test_latest_named_fields_and_signed_text(runtime, tmp_path):
+    got = run_table(runtime, tmp_path, "_latest.parse_latest(*args)[4:]", LATEST_NAMED_CASES)
+    assert got == [expected for _, expected in LATEST_NAMED_CASES]
 
 
 def test_version_ordering(runtime, tmp_path):

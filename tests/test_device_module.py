@@ -59,7 +59,7 @@ def test_compiled_package_runs_on_micropython(tmp_path):
     result = device.run("from uota import _latest\n"
                         "print(_latest.__file__.endswith('.mpy'), _latest.parse_latest('1.0;f.tar.gz'))")
 
-    assert result.stdout.strip().splitlines()[-1] == "True ('1.0', 'f.tar.gz', 0, None)"
+    assert result.stdout.strip().splitlines()[-1] == "True ('1.0', 'f.tar.gz', 0, None, {}, None)"
 
 
 def test_mip_package_lists_every_module():

@@ -254,7 +254,7 @@ class Socket:
         return cert
 for pin in %r:
     try:
-        _pin._check_pin(Socket(), pin)
+        _pin._check_pin(Socket(), pin if isinstance(pin, list) else [pin])
         print("accepted")
     except uota.VerifyError as e:
         print("refused", e)
@@ -298,6 +298,17 @@ def test_both_pin_forms_of_the_certificates_key_are_accepted(device, certs):
     result = device.run(CHECK_PINS % [pins["ucertpin"], pins["spki"].upper().encode()])
 
     assert result.stdout.split() == ["accepted", "accepted"], result.stdout + result.stderr
+
+
+def test_a_list_of_pins_accepts_the_key_any_of_them_names(device, certs):
+    # a server key rotates: devices pin the current key and the next one
+    current, other = pins_for_certificate(certs.victim)["spki"], "ab" * 32
+    (device.root / "cert.der").write_bytes(certs.victim)
+
+    result = device.run(CHECK_PINS % [[other, current], [current, other], [other]])
+
+    assert result.stdout.split()[:2] == ["accepted", "accepted"], result.stdout + result.stderr
+    assert result.stdout.splitlines()[2].startswith("refused Certificate pinning failed"), result.stdout
 
 
 def test_forgery_passes_neither_pin_of_the_victim(device, certs):

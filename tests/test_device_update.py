@@ -463,6 +463,50 @@ def test_standard_spki_pin_is_accepted(runtime, tmp_path, dist, release_server, 
     assert result == "True True", log
 
 
+def pinned_https_device(runtime, tmp_path, dist, release_server, tls_identity, pins):
+    """A device whose uota.cfg pins `pins` (spki hashes) of an https release server."""
+    server = release_server(dist, tls_identity[0])
+    return make_device(runtime, tmp_path, server.url, pins=pins), server
+
+
+def test_a_device_accepts_the_server_key_that_any_of_its_pins_names(runtime, tmp_path, dist, release_server,
+                                                                      tls_identity):
+    current = pins_for_certificate(tls_identity[1])["spki"]
+    device, _ = pinned_https_device(runtime, tmp_path, dist, release_server, tls_identity, ["ab" * 32])
+    release(dist, tmp_path)
+    assert "Certificate pinning failed" in assert_update_changes_nothing(device, "False False")
+
+    device, _ = pinned_https_device(runtime, tmp_path / "next", dist, release_server, tls_identity, ["ab" * 32, current])
+    result, log = device.update()
+
+    assert result == "True True", log
+
+
+def test_a_release_may_add_the_next_server_key_to_the_pins(runtime, tmp_path, dist, release_server, tls_identity):
+    current = pins_for_certificate(tls_identity[1])["spki"]
+    device, server = pinned_https_device(runtime, tmp_path, dist, release_server, tls_identity, [current])
+    new_cfg = device_cfg(server.url, pins=[current, "ab" * 32])
+    release(dist, tmp_path, files=dict(NEW, **{"uota.cfg": new_cfg}))
+
+    result, log = device.update()
+
+    assert result == "True True", log
+    assert device.files()["uota.cfg"] == new_cfg.encode()
+
+
+@pytest.mark.parametrize("pins", [["ab" * 32], ["AB" * 32, "cd" * 32]], ids=["one", "two"])
+def test_a_release_pinning_only_keys_the_server_does_not_have_is_refused(runtime, tmp_path, dist, release_server,
+                                                                        tls_identity, pins):
+    # the device could never reach its server again
+    current = pins_for_certificate(tls_identity[1])["spki"]
+    device, server = pinned_https_device(runtime, tmp_path, dist, release_server, tls_identity, [current])
+    release(dist, tmp_path, files=dict(NEW, **{"uota.cfg": device_cfg(server.url, pins=pins)}))
+
+    log = assert_update_changes_nothing(device, "False False")
+
+    assert "where latest fails: Certificate pinning failed" in log
+
+
 def test_pin_on_plain_http_fails(runtime, tmp_path, dist, server):
     release(dist, tmp_path)
     device = make_device(runtime, tmp_path, server.url)

@@ -8,7 +8,7 @@ To add a command, write a module with a handler ``run(args) -> int | None``
 import argparse
 import sys
 
-from . import build, check, demo, init, pin, serve, simulate
+from . import build, check, demo, init, pin, serve, sign, simulate
 from .errors import CommandError
 
 # name -> (handler, argparse-configuring function), as in mpremote's table.
@@ -16,6 +16,8 @@ COMMANDS = {
     "build": (build.run, build.add_arguments),
     "serve": (serve.run, serve.add_arguments),
     "pin": (pin.run, pin.add_arguments),
+    "keygen": (sign.run_keygen, sign.add_keygen_arguments),
+    "sign": (sign.run, sign.add_arguments),
     "init": (init.run, init.add_arguments),
     "check": (check.run, check.add_arguments),
     "simulate": (simulate.run, simulate.add_arguments),

@@ -143,8 +143,8 @@ def build_release(source, version, out_dir, name=None, excludes=(), mpy=False,
                       mpy_count, mpy_format)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(release.archive_path, archive)
-        _write_atomically(release.latest_path, (release.latest_line + "\n").encode())
+        write_atomically(release.archive_path, archive)
+        write_atomically(release.latest_path, (release.latest_line + "\n").encode())
     except OSError as error:
         raise CommandError("cannot write the release into {}: {}".format(out_dir, error.strerror or error))
     return release
@@ -392,7 +392,7 @@ def _unpacked_size(members):
     return sum(-(-len(member.data) // _FLASH_BLOCK) * _FLASH_BLOCK for member in members if member.data is not None)
 
 
-def _write_atomically(path, data):
+def write_atomically(path, data):
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as temporary_file:
@@ -426,6 +426,9 @@ def add_arguments(parser):
         help="deflate window of 2**N bytes, the RAM a device needs to unpack: 9 to 15 "
         "(default: {}, a {} KB window)".format(DEFAULT_WINDOW_BITS, (1 << DEFAULT_WINDOW_BITS) // 1024),
     )
+    from .sign import add_signing_arguments  # sign writes with this module's helpers
+
+    add_signing_arguments(parser)
 
 
 def mpy_note(count, mpy_format):
@@ -440,9 +443,16 @@ def run(args):
     """Pack a source folder into a release archive and its `latest` file."""
     if args.mpy_cross and not args.mpy:
         raise CommandError("--mpy-cross is used only with --mpy")
+    if (args.signer or args.expires is not None) and not args.key:
+        raise CommandError("--signer and --expires sign the release: give --key too")
     release = build_release(args.source, args.version, args.out, args.name, args.exclude, args.mpy,
                             args.window_bits, args.mpy_cross)
     print("wrote {} ({} bytes)".format(release.archive_path, release.archive_path.stat().st_size))
-    print("wrote {}: {}".format(release.latest_path, release.latest_line))
+    if args.key:
+        from .sign import sign_release
+
+        print("signed {}: {}".format(release.latest_path, sign_release(args.out, args.key, args.signer, args.expires)))
+    else:
+        print("wrote {}: {}".format(release.latest_path, release.latest_line))
     if release.mpy_count:
         print(mpy_note(release.mpy_count, release.mpy_format))

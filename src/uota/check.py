@@ -31,6 +31,7 @@ import socket
 import ssl
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from typing import List, Optional
 from urllib.parse import urljoin, urlsplit
 
 from .device import uota as device
-from .device.uota import _cfg, _core, _http, _latest, _tar, _verify
+from .device.uota import _cfg, _core, _http, _latest, _signature, _tar, _verify
 from .errors import CommandError
 from .pin import pins_for_certificate
 
@@ -69,6 +70,8 @@ class Report:
     filename: Optional[str] = None
     free_kb: Optional[int] = None
     sha256: Optional[str] = None  # as `latest` gives it
+    size: Optional[int] = None  # as a signed `latest` gives it
+    signature: Optional[str] = None  # who signed latest and until when, when keys were given
     archive_size: Optional[int] = None
     archive_sha256: Optional[str] = None  # as downloaded
     range_status: Optional[int] = None  # the answer to `Range: bytes=0-0`
@@ -111,7 +114,8 @@ class _Client:
     origin: tuple
 
 
-def check_release(url, pin=None, progress=None, headers=None, device_cfg=None, free_kb=None) -> Report:
+def check_release(url, pin=None, progress=None, headers=None, device_cfg=None, free_kb=None, keys=None,
+                  now=None) -> Report:
     """Fetch the release published at base URL `url` and judge it as a device would.
 
     Args:
@@ -126,6 +130,9 @@ def check_release(url, pin=None, progress=None, headers=None, device_cfg=None, f
         free_kb: the flash free on the devices, in kB: a problem when the install's peak
             (what the device's check computes, on an empty device) needs more, as a device
             with that much free refuses the release.
+        keys: {name: PEM text} of the public keys the devices trust: latest's signature
+            is checked as a device with these keys checks it, at `now` (Unix seconds,
+            default: this machine's clock).
 
     Raises:
         CommandError: `url` is not http(s), headers or device_cfg that a device would
@@ -139,7 +146,7 @@ def check_release(url, pin=None, progress=None, headers=None, device_cfg=None, f
     report = Report(url=base)
     client = _Client(pin and pin.strip().lower(), settings.get("headers", {}), _origin(base))
     try:
-        _check(report, base, client, progress, settings if device_cfg is not None else None)
+        _check(report, base, client, progress, settings if device_cfg is not None else None, keys, now)
     except _PinMismatch as mismatch:
         report.problems.append(str(mismatch))
     if free_kb is not None and report.device_need is not None and report.device_need > free_kb * 1024:
@@ -165,12 +172,15 @@ def _origin(url):
     return parts.scheme, parts.hostname, parts.port
 
 
-def _check(report, base, client, progress, device_cfg):
+def _check(report, base, client, progress, device_cfg, keys, now):
     status, body = _get_small(base + "latest", client)
     if status != 200:
         report.problems.append("latest: the server answers HTTP {}".format(status))
         return
-    if not _judge_latest(report, body):
+    named_signed = _judge_latest(report, body)
+    if not named_signed:
+        return
+    if keys and not _judge_signature(report, keys, now, *named_signed):
         return
     archive_url = base + report.filename
     with tempfile.TemporaryDirectory(prefix="uota-check-") as work_dir:
@@ -190,22 +200,46 @@ def _check(report, base, client, progress, device_cfg):
 
 
 def _judge_latest(report, body):
+    """(latest's named fields, the text its signature covers), or None when a device
+    refuses latest."""
     try:
         text = body.decode()
     except UnicodeDecodeError:
         report.problems.append("latest is not text")
-        return False
+        return None
     report.latest_line = text.strip()
     try:
-        report.version, report.filename, report.free_kb, report.sha256 = _latest.parse_latest(text)
+        report.version, report.filename, report.free_kb, report.sha256, named, signed = _latest.parse_latest(text)
     except _core.UotaError as error:
         report.problems.append("invalid latest {!r}: {}".format(report.latest_line[:80], error))
-        return False
+        return None
+    if "size" in named:
+        report.size = int(named["size"])
     if report.sha256 is None:
         report.warnings.append("latest has no SHA-256: devices cannot verify the download, nor resume it")
     if not report.free_kb:
         report.warnings.append("latest gives no free-space figure: devices find out only at install")
+    return named, signed
+
+
+def _judge_signature(report, keys, now, named, signed):
+    """Check latest's signature with the device's code, as a device trusting `keys` does."""
+    now = int(time.time()) if now is None else now
+    try:
+        _signature.check_signature(list(keys), signed, named, now, keys.get)
+    except _core.VerifyError as error:
+        report.problems.append("a device with these keys refuses latest: {}".format(error))
+        return False
+    expires = int(named.get("expires", "0"))
+    report.signature = "by key {}, {}".format(
+        named["sig"].partition(":")[0],
+        "expires in {:.1f} days ({} UTC)".format((expires - now) / 86400, _utc(expires)) if expires
+        else "never expires")
     return True
+
+
+def _utc(seconds):
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(seconds))
 
 
 def _judge_archive(report, archive):
@@ -217,6 +251,8 @@ def _judge_archive(report, archive):
         report.window_bits = _tar.window_bits(archive_file.read(64))
     report.archive_size = archive.stat().st_size
     report.archive_sha256 = data_hash.hexdigest()
+    if report.size is not None and report.size != report.archive_size:
+        report.problems.append("{} is {} bytes, latest says {}".format(report.filename, report.archive_size, report.size))
     if report.sha256 and report.sha256 != report.archive_sha256:
         report.problems.append(
             "{} does not match latest's hash: it is {}, latest says {}".format(
@@ -455,6 +491,8 @@ def format_report(report) -> List[str]:
             "unpacked:  {} kB in 4 KB blocks".format(-(-report.unpacked_size // 1024)),
             "needs:     {} kB free (latest says {} kB)".format(report.needed_kb, report.free_kb),
         ]
+    if report.signature is not None:
+        lines.append("signed:    {}".format(report.signature))
     if report.device_need is not None:
         lines.append("install:   {} kB free at its peak on an empty device".format(-(-report.device_need // 1024)))
     if report.range_status is not None:
@@ -474,6 +512,9 @@ def add_arguments(parser):
     parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                         help="send this header to URL's origin, as devices send uota.cfg's headers "
                         "(repeatable; for releases behind authentication)")
+    parser.add_argument("--key", action="append", default=[], metavar="KEY.pub",
+                        help="a public key the devices trust (uota.cfg's keys; repeatable): latest must carry "
+                        "a good, unexpired signature by one of them")
     parser.add_argument("--free-kb", type=int, metavar="KB",
                         help="the flash free on the devices: report whether such a device has room for the install")
     parser.add_argument("--cfg", metavar="FILE",
@@ -504,8 +545,14 @@ def run(args):
             device_cfg = Path(args.cfg).read_text()
         except (OSError, UnicodeDecodeError) as error:
             raise CommandError("cannot read {}: {}".format(args.cfg, getattr(error, "strerror", None) or error))
+    keys = {}
+    for path in args.key:
+        try:
+            keys[path] = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise CommandError("cannot read key {}: {}".format(path, getattr(error, "strerror", None) or error))
     report = check_release(args.url, args.pin, progress=_tqdm_progress, headers=headers, device_cfg=device_cfg,
-                           free_kb=args.free_kb)
+                           free_kb=args.free_kb, keys=keys)
     for line in format_report(report):
         print(line)
     return 0 if report.ok else 1

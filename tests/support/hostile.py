@@ -28,7 +28,7 @@ BAD_LATEST = [
     pytest.param("2.0.1;dir/firmware.tar.gz\n", "latest names an unsafe file: 'dir/firmware.tar.gz'", id="slash-filename"),
     pytest.param("2.0.1;..\n", "latest names an unsafe file: '..'", id="filename-dotdot"),
     pytest.param("2.0 1;firmware.tar.gz\n", "invalid version '2.0 1'", id="space-in-version"),
-    pytest.param("2.0.1;firmware.tar.gz;" + "0" * 600 + "\n", 'latest is longer than 512 bytes', id="longer-than-512"),
+    pytest.param("2.0.1;firmware.tar.gz;" + "0" * 1100 + "\n", "latest is longer than 1024 bytes", id="longer-than-1024"),
     pytest.param("2.0.1;firmware.tar.gz\n2.0.2;other.tar.gz\n", 'latest is not a version;filename line', id="two-lines"),
 ]
 

@@ -17,6 +17,7 @@ package("uota", files=[
     "_paths.py",
     "_pin.py",
     "_response.py",
+    "_signature.py",
     "_tar.py",
     "_url.py",
     "_verify.py",

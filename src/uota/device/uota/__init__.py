@@ -5,13 +5,15 @@
 #   check_for_updates(): read uota.cfg (_cfg) -> recover -> GET latest, compare versions,
 #                        GET the archive into tmp_filename, hashing as it streams, resumed
 #                        with a Range request where an earlier try was cut (_fetch, _http,
-#                        _response, _url, _latest; _pin when pinned) -> check the whole
+#                        _response, _url, _latest; _pin when pinned; _signature when
+#                        uota.cfg lists keys: latest is signed by one) -> check the whole
 #                        archive (_verify, _tar: names, kinds, sizes, space; the files the
 #                        installed release listed in uota.files that this one drops) ->
 #                        check the delete list, the release's uota.cfg's if it has one, and
 #                        merge that uota.cfg with the device's own settings (_cfg) ->
-#                        when it moves updates to another url, GET latest there: it must
-#                        offer this release or a newer one (_fetch) -> record it as
+#                        when it moves updates to another url or pins, GET latest there:
+#                        it must offer this release or a newer one (_fetch); the keys it
+#                        trusts must be keys (_signature) -> record it as
 #                        ready, with what the install needs to know
 #   install_new_firmware(): journal "installing" -> one pass over the archive (_install,
 #                        _tar) writing every file beside its target, renamed over ->
@@ -70,9 +72,9 @@ def _step(*names):
 # The modules each step loads, unloaded when it is done: MicroPython then frees their
 # code. Built here, as _unload runs when the heap may be full.
 _CFG_STEP = _step("_cfg")
-_FETCH_STEP = _step("_fetch", "_http", "_response", "_url", "_latest", "_pin")
+_FETCH_STEP = _step("_fetch", "_http", "_response", "_url", "_latest", "_pin", "_signature")
 _VERIFY_STEP = _step("_verify", "_tar")
-_CHECK_STEP = _FETCH_STEP + _VERIFY_STEP + _step("_cfg", "_paths")
+_CHECK_STEP = _FETCH_STEP + _VERIFY_STEP + _step("_cfg", "_paths", "_signature")
 _INSTALL_STEP = _step("_install", "_tar", "_paths")
 
 
@@ -111,15 +113,17 @@ def _check(quiet, version_check, pubkey_hash):
 
 def _judge_download(cfg, pubkey_hash):
     """Every check of the whole download that uota.state records (`uota check` runs exactly
-    these): the archive, the delete list, the release's uota.cfg and the url it moves
-    updates to. (that record, the delete list, the flash the install needs, the uota.cfg
+    these): the archive, the delete list, the release's uota.cfg, the url and pins it moves
+    updates to and the keys it trusts. (that record, the delete list, the flash the install needs, the uota.cfg
     text the install writes or None), or VerifyError."""
     state, release_cfg, need, dropped = _check_archive(cfg)
     _unload(_VERIFY_STEP)
-    delete, new_cfg, url = _plan_cfg(release_cfg, cfg, dropped)
+    delete, new_cfg, final = _plan_cfg(release_cfg, cfg, dropped)
     _unload(_CFG_STEP)
-    if url:
-        _reach(dict(cfg, url=url), pubkey_hash, state[1])
+    if final and (final["url"] != cfg["url"] or final.get("pins") != cfg.get("pins")):
+        _reach(final, pubkey_hash, state[1])
+    if final and final.get("keys"):
+        _check_keys(final["keys"], cfg)
     return state, delete, need, new_cfg
 
 
@@ -155,6 +159,13 @@ def _reach(cfg, pubkey_hash, version):
     from ._fetch import reach
 
     reach(cfg, pubkey_hash, version)
+
+
+def _check_keys(keys, cfg):
+    gc.collect()
+    from ._signature import check_keys
+
+    check_keys(keys, cfg, bytearray(_CHUNK))
 
 
 def install_new_firmware(quiet=False):

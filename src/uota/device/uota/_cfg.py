@@ -145,7 +145,7 @@ def check_cfg(cfg):
     for key in ("url", "tmp_filename"):
         if not isinstance(cfg.get(key), str) or not cfg[key]:
             raise VerifyError("uota.cfg: %s must be a non-empty string" % key)
-    for key, kind in (("excluded_files", (list, tuple)), ("delete", (list, tuple)), ("headers", dict), ("local", (list, tuple)), ("timeout", (int, float)), ("min_rate", (int, float))):
+    for key, kind in (("excluded_files", (list, tuple)), ("delete", (list, tuple)), ("headers", dict), ("local", (list, tuple)), ("timeout", (int, float)), ("min_rate", (int, float)), ("keys", (list, tuple)), ("pins", (list, tuple)), ("require_hash", bool)):
         if key in cfg and not isinstance(cfg[key], kind):
             raise VerifyError("uota.cfg: %s has the wrong type" % key)
     if not 0 < cfg.get("timeout", 10) <= 3600 or not 0 < cfg.get("min_rate", 256) < 1 << 29:
@@ -160,6 +160,11 @@ def check_cfg(cfg):
         raise VerifyError("uota.cfg: tmp_filename may not be %r" % cfg["tmp_filename"])
     cfg["excluded_files"] = [entry.lower() for entry in _entries(cfg, "excluded_files")]
     cfg["delete"] = _entries(cfg, "delete")
+    if "keys" in cfg:
+        cfg["keys"] = _entries(cfg, "keys")
+    for pin in cfg.get("pins", ()):
+        if not isinstance(pin, str) or len(pin) != 64 or any(c not in "0123456789abcdefABCDEF" for c in pin):
+            raise VerifyError("uota.cfg: pins are SHA-256 hashes, 64 hex digits each")
     if not cfg["url"].endswith("/"):
         cfg["url"] += "/"
     return cfg
@@ -185,9 +190,9 @@ def moves_to_http(url, new):
 
 
 def _with_own_settings(new):
-    """The text of the release's uota.cfg `new` with the device's own settings kept (None
-    when they change nothing): its device_id, headers and the keys it lists under local keep
-    their values, and its excluded_files stay excluded."""
+    """(the text of the release's uota.cfg `new` with the device's own settings kept, None
+    when they change nothing; that configuration, checked): its device_id, headers and the
+    keys it lists under local keep their values, and its excluded_files stay excluded."""
     own = _parse_own()
     merged = dict(new)
     for key in ("device_id", "headers", "local") + tuple(own.get("local", ())):
@@ -200,41 +205,41 @@ def _with_own_settings(new):
     if excluded:
         merged["excluded_files"] = excluded
     if merged == new:
-        return None
+        return None, check_cfg(merged)
     text = repr(merged)
-    check_cfg(parse_cfg(text))  # what the install will write must read back
-    return text
+    return text, check_cfg(parse_cfg(text))  # what the install will write must read back
 
 
 def plan_cfg(release_cfg, cfg, dropped):
     """(the delete list the install applies, the uota.cfg text it writes or None to write
-    the release's as it is, the url the release moves updates to or None when it keeps
-    the device's). release_cfg: the release's uota.cfg text, None when it has none.
+    the release's as it is, the configuration the device has after the install or None
+    when it keeps its own). release_cfg: the release's uota.cfg text, None when it has none.
 
     The delete list is the release's, else the device's; VerifyError if it names what it may
-    not, or if the release moves updates from https to http without saying 'allow_http': True
-    (a pinned device could never update again). Then each file of `dropped` (the previous
-    release's that this one does not ship) that the delete list may name, ":"-prefixed:
-    the install removes it only while it is a file.
+    not (the key files the device trusts after the install among them), if the release moves
+    updates from https to http without saying 'allow_http': True (a pinned device could
+    never update again), or if it drops the keys of a device that checks signatures. Then
+    each file of `dropped` (the previous release's that this one does not ship) that the
+    delete list may name, ":"-prefixed: the install removes it only while it is a file.
     """
-    url = None
+    final = None
     if release_cfg is None:
         delete, text = cfg["delete"], None
     else:
         new = parse_cfg(release_cfg)
-        checked = check_cfg(dict(new))
-        delete = checked["delete"]
+        delete = check_cfg(dict(new))["delete"]
         if moves_to_http(cfg["url"], new):
             raise VerifyError(_TO_HTTP)
-        text = _with_own_settings(new)
-        if checked["url"] != cfg["url"]:
-            url = checked["url"]
-    kept = (cfg["tmp_filename"].lower(), _STATE) + _OWN_FILES + tuple(cfg["excluded_files"])
+        text, final = _with_own_settings(new)
+        if cfg.get("keys") and not final.get("keys"):
+            raise VerifyError("uota.cfg: the release lists no keys: this device would stop checking signatures")
+    keys = tuple(path.lower() for path in (final or cfg).get("keys", ()))
+    kept = (cfg["tmp_filename"].lower(), _STATE) + _OWN_FILES + tuple(cfg["excluded_files"]) + keys
     for entry in delete:
         why = _kept(entry, kept)
         if why:
             raise VerifyError(why)
-    return list(delete) + [":" + path for path in dropped if not _kept(path, kept)], text, url
+    return list(delete) + [":" + path for path in dropped if not _kept(path, kept)], text, final
 
 
 def _kept(entry, kept):

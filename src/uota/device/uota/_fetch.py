@@ -13,7 +13,13 @@ def fetch_release(cfg, quiet, version_check, pubkey_hash):
     """Fetch latest and, when it names a newer release, download it and record it as
     partial. Returns "newest" (nothing to do), "ready" (downloaded and checked in an
     earlier boot) or "downloaded"."""
-    version, filename, free_kb, sha = _fetch_latest(cfg, pubkey_hash)
+    version, filename, free_kb, sha, named, signed = _fetch_latest(cfg, pubkey_hash)
+    if cfg.get("keys"):  # before the version's order: an expired latest is a freeze attack
+        from ._signature import check_signature, unix_time
+
+        check_signature(cfg["keys"], signed, named, unix_time())
+    elif not sha and cfg.get("require_hash"):
+        raise VerifyError("latest gives no SHA-256, and uota.cfg says 'require_hash'")
     if version_check:
         current = _read_version()
         if current is None:
@@ -41,7 +47,8 @@ def fetch_release(cfg, quiet, version_check, pubkey_hash):
         _log("info", "new version %s is available%s" % (version, " (resuming at byte %d)" % offset if offset else ""))
     if sha:  # a download cut short can be resumed, and checked against the hash
         _write_state("partial", version, 0, sha, archive, excluded)
-    size, sha = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha, offset, free_kb)
+    size, sha = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha, offset, free_kb,
+                          int(named.get("size", "-1")))
     _write_state("partial", version, size, sha, archive, excluded)  # whole, not checked yet
     return "downloaded"
 
@@ -78,10 +85,10 @@ def _fetch_latest(cfg, pin):
     return parse_latest(text)
 
 
-def _download(url, path, cfg, pin, sha, offset, free_kb=0):
+def _download(url, path, cfg, pin, sha, offset, free_kb=0, size=-1):
     """Stream url into path from byte `offset` (what an earlier try left), hashing on the fly.
 
-    The archive is at most latest's free_kB when it gives one (that counts the archive
+    The archive is at most the size latest gives, else its free_kB (that counts the archive
     too), else what fits in the free space: a longer one is refused by its Content-Length
     before anything is written, or as it runs over. Returns (size, sha256 hex). A failed
     download with a known hash is kept to be resumed, unless it cannot be the archive.
@@ -95,13 +102,15 @@ def _download(url, path, cfg, pin, sha, offset, free_kb=0):
     try:
         if response.status == 206 and response.range_start != offset:
             response.close()
-            return _download(url, path, cfg, pin, sha, 0, free_kb)
+            return _download(url, path, cfg, pin, sha, 0, free_kb, size)
         if response.status == 416:  # the file was whole when a cut lost its "ready" record
             response.left = response.length = 0  # so the hash of what is there decides
         if response.status == 200 and offset:  # the server ignores Range: start over
             hasher = _sha256()
             offset = 0
-        if free_kb:  # the bytes that may still come
+        if size >= 0:  # the bytes that may still come
+            limit, why = size - offset, "the %d bytes latest gives" % size
+        elif free_kb:
             limit, why = free_kb * 1024 - offset, "the %d kB latest announces" % free_kb
         else:
             limit, why = _free_bytes(), "the free space"

@@ -101,6 +101,9 @@ def _request(url, cfg, pin, offset=0):
     uota.cfg's headers (credentials) go only to the origin of its url; a redirect from
     https to http is refused."""
     home = _split_url(cfg["url"])[:3]
+    pins = list(cfg.get("pins", ()))  # the server's key may be any of them: a key rotates
+    if pin:
+        pins.append(pin)
     for _ in range(_REDIRECTS_MAX + 1):
         scheme, host, port, path = _split_url(url)
         import socket
@@ -112,11 +115,11 @@ def _request(url, cfg, pin, offset=0):
             sock.connect(addr)
             if scheme == "https":
                 sock = _wrap_tls(sock, host)
-                if pin:
+                if pins:
                     from ._pin import _check_pin
 
-                    _check_pin(sock, pin)
-            elif pin:
+                    _check_pin(sock, pins)
+            elif pins:
                 raise VerifyError(_PIN_FAILED + " (no TLS to check)")
             stream = _Paced(sock, cfg)
             headers = cfg.get("headers", {}) if (scheme, host, port) == home else {}

@@ -2,11 +2,14 @@
 
 from ._core import VerifyError, _plain
 
-_LATEST_MAX = 512  # a longer `latest` is refused
+_LATEST_MAX = 1024  # a longer `latest` is refused; a signed one (RSA-4096) takes about 900
 
 
 def parse_latest(text):
-    """`version;filename[;free_kB[;sha256]]` -> (version, filename, free_kb, sha256 or None)."""
+    """`version;filename[;free_kB[;sha256[;name=value...]]]` -> (version, filename, free_kb,
+    sha256 or None, {name: value} of the named fields, the text the signature covers or
+    None). Named fields after the fourth are what the original's parser ignores: `size`,
+    `expires` and `sig`, the signature of everything before it, which comes last."""
     if len(text) > _LATEST_MAX + 2:
         raise VerifyError("latest is longer than %d bytes" % _LATEST_MAX)
     line = text.strip()
@@ -32,7 +35,19 @@ def parse_latest(text):
         sha = fields[3].strip().lower()
         if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise VerifyError("latest: the hash is not 64 hex digits")
-    return version, filename, free_kb, sha
+    named = {}
+    for field in fields[4:]:
+        name, _, value = field.partition("=")
+        named[name.strip()] = value.strip()
+    for name in ("size", "expires"):
+        if not named.get(name, "0").isdigit():
+            raise VerifyError("latest: %s must be a whole number" % name)
+    signed = None
+    if "sig" in named:
+        if not fields[-1].startswith("sig="):
+            raise VerifyError("latest: the signature must be the last field")
+        signed = line[: len(line) - len(fields[-1]) - 1]
+    return version, filename, free_kb, sha, named, signed
 
 
 def parse_version(version):

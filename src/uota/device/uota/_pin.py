@@ -4,11 +4,8 @@ from ._core import VerifyError, _hex, _sha256
 from ._http import _PIN_FAILED
 
 
-def _check_pin(sock, pin):
-    """Compare the pin with the server key: ucertpin's form or the standard SPKI SHA-256."""
-    if isinstance(pin, bytes):
-        pin = pin.decode()
-    pin = pin.lower()
+def _check_pin(sock, pins):
+    """Compare the pins with the server key: ucertpin's form or the standard SPKI SHA-256."""
     cert = sock.getpeercert(True)
     if not cert:
         raise VerifyError(_PIN_FAILED + " (no peer certificate)")
@@ -16,8 +13,10 @@ def _check_pin(sock, pin):
     for part in (key, spki):
         h = _sha256()
         h.update(part)
-        if _hex(h.digest()) == pin:
-            return
+        digest = _hex(h.digest())
+        for pin in pins:
+            if (pin.decode() if isinstance(pin, bytes) else pin).lower() == digest:
+                return
     raise VerifyError(_PIN_FAILED)
 
 

@@ -92,6 +92,24 @@ def check_archive(cfg, buf):
     return state, release_cfg, peak, _dropped(files, ships_home, protected) if listed else ()
 
 
+def shipped(cfg, buf, paths):
+    """{path: text} of the files of `paths` (canonical, at most _CFG_MAX bytes each) that the
+    download installs: excluded ones are not."""
+    tar = _Tar(cfg["tmp_filename"], buf)
+    texts = {}
+    try:
+        path = tar.next()
+        while path is not None:
+            if path in paths and not tar.is_dir and tar.left <= _CFG_MAX and not _excluded(path.lower(), cfg["excluded_files"]):
+                texts[path] = tar._read_small(tar.left).decode()
+            path = tar.next()
+    except ValueError:
+        raise VerifyError("the archive's key file %r is not text" % path)
+    finally:
+        tar.close()
+    return texts
+
+
 def overwrites(path, archive):
     """Whether a release may not write path on a device whose download is `archive`
     (tmp_filename): the download, uota's journal, a file being written, or another
