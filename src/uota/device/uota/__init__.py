@@ -2,11 +2,12 @@
 #
 # The update flow, top to bottom, in this module; each step loads only the code it needs
 # and drops it when done:
-#   check_for_updates(): read uota.cfg (_cfg) -> recover -> GET latest, compare versions,
-#                        GET the archive into tmp_filename, hashing as it streams, resumed
-#                        with a Range request where an earlier try was cut (_fetch, _http,
-#                        _response, _url, _latest; _pin when pinned; _signature when
-#                        uota.cfg lists keys: latest is signed by one) -> check the whole
+#   check_for_updates(): read uota.cfg (_cfg) -> recover -> GET latest (_fetch, _http,
+#                        _response, _url, _latest; _pin when pinned) -> when uota.cfg
+#                        lists keys, check latest's signature (_signature) -> compare
+#                        versions, GET the archive into tmp_filename, hashing as it
+#                        streams, resumed with a Range request where an earlier try was
+#                        cut (_fetch) -> check the whole
 #                        archive (_verify, _tar: names, kinds, sizes, space; the files the
 #                        installed release listed in uota.files that this one drops) ->
 #                        check the delete list, the release's uota.cfg's if it has one, and
@@ -72,9 +73,10 @@ def _step(*names):
 # The modules each step loads, unloaded when it is done: MicroPython then frees their
 # code. Built here, as _unload runs when the heap may be full.
 _CFG_STEP = _step("_cfg")
-_FETCH_STEP = _step("_fetch", "_http", "_response", "_url", "_latest", "_pin", "_signature")
+_FETCH_STEP = _step("_fetch", "_http", "_response", "_url", "_latest", "_pin", "_der")
+_SIGNATURE_STEP = _step("_signature", "_der")
 _VERIFY_STEP = _step("_verify", "_tar")
-_CHECK_STEP = _FETCH_STEP + _VERIFY_STEP + _step("_cfg", "_paths", "_signature")
+_CHECK_STEP = _FETCH_STEP + _VERIFY_STEP + _SIGNATURE_STEP + _step("_cfg", "_paths")
 _INSTALL_STEP = _step("_install", "_tar", "_paths")
 
 
@@ -96,7 +98,12 @@ def check_for_updates(version_check=True, quiet=False, pubkey_hash=b""):
 def _check(quiet, version_check, pubkey_hash):
     cfg = _device_cfg()
     _recover(quiet)
-    got = _fetch_release(cfg, quiet, version_check, pubkey_hash)
+    latest = _fetch_latest(cfg, pubkey_hash)
+    if cfg.get("keys"):  # before the version's order: an expired latest is a freeze attack
+        _unload(_FETCH_STEP)  # the signature's big integers get the heap the HTTP code had
+        _check_signature(cfg, latest)
+    got = _fetch_release(cfg, latest, quiet, version_check, pubkey_hash)
+    latest = None  # garbage now, not an island in the heap the archive's check needs
     if got != "downloaded":
         return got == "ready"
     _unload(_FETCH_STEP)
@@ -135,11 +142,26 @@ def _device_cfg():
     return cfg
 
 
-def _fetch_release(cfg, quiet, version_check, pubkey_hash):
+def _fetch_latest(cfg, pubkey_hash):
     gc.collect()  # _cfg's code is garbage: the HTTP code loads low, not around it
+    from ._fetch import fetch_latest
+
+    return fetch_latest(cfg, pubkey_hash)
+
+
+def _check_signature(cfg, latest):
+    gc.collect()
+    from ._signature import check_signature, unix_time
+
+    check_signature(cfg["keys"], latest[5], latest[4], unix_time())
+    _unload(_SIGNATURE_STEP)
+
+
+def _fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
+    gc.collect()
     from ._fetch import fetch_release
 
-    return fetch_release(cfg, quiet, version_check, pubkey_hash)
+    return fetch_release(cfg, latest, quiet, version_check, pubkey_hash)
 
 
 def _check_archive(cfg):

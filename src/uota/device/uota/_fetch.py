@@ -9,16 +9,12 @@ from ._latest import _LATEST_MAX, compare_versions, parse_latest
 _CHUNK = const(1024)
 
 
-def fetch_release(cfg, quiet, version_check, pubkey_hash):
-    """Fetch latest and, when it names a newer release, download it and record it as
+def fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
+    """When `latest` (fetch_latest's) names a newer release, download it and record it as
     partial. Returns "newest" (nothing to do), "ready" (downloaded and checked in an
     earlier boot) or "downloaded"."""
-    version, filename, free_kb, sha, named, signed = _fetch_latest(cfg, pubkey_hash)
-    if cfg.get("keys"):  # before the version's order: an expired latest is a freeze attack
-        from ._signature import check_signature, unix_time
-
-        check_signature(cfg["keys"], signed, named, unix_time())
-    elif not sha and cfg.get("require_hash"):
+    version, filename, free_kb, sha, named, _ = latest
+    if not sha and cfg.get("require_hash"):
         raise VerifyError("latest gives no SHA-256, and uota.cfg says 'require_hash'")
     if version_check:
         current = _read_version()
@@ -57,14 +53,14 @@ def reach(cfg, pin, version):
     """VerifyError unless the url a release moves updates to (cfg's) serves a latest that
     offers `version` or a newer one: a device sent elsewhere must be able to update again."""
     try:
-        served = _fetch_latest(cfg, pin)[0]
+        served = fetch_latest(cfg, pin)[0]
     except (UotaError, OSError, ValueError) as e:
         raise VerifyError("the release moves updates to %s, where latest fails: %s" % (cfg["url"], e))
     if compare_versions(served, version) < 0:
         raise VerifyError("the release moves updates to %s, which offers only %s" % (cfg["url"], served))
 
 
-def _fetch_latest(cfg, pin):
+def fetch_latest(cfg, pin):
     """(version, filename, free_kb, sha) of the latest at cfg's url, read into a bounded
     buffer: a few bytes over the limit are read, so that parse_latest sees it is too long."""
     response = _request(cfg["url"] + "latest", cfg, pin)

@@ -1,6 +1,7 @@
 # Certificate pinning: the hash of the key in the server's certificate, read as strict DER.
 
 from ._core import VerifyError, _hex, _sha256
+from ._der import _der
 from ._http import _PIN_FAILED
 
 
@@ -18,28 +19,6 @@ def _check_pin(sock, pins):
             if (pin.decode() if isinstance(pin, bytes) else pin).lower() == digest:
                 return
     raise VerifyError(_PIN_FAILED)
-
-
-def _der(buf, pos, end):
-    # (tag, start of contents, end) of the DER element at pos, which must end by `end`.
-    # DER only: a definite length, in long form only from 128 on, in 1 to 4 bytes with no
-    # leading zero. Anything else raises IndexError, as running off the buffer does.
-    tag = buf[pos]
-    n = buf[pos + 1]
-    pos += 2
-    if n & 0x80:
-        count, n = n & 0x7F, 0
-        if not 0 < count < 5 or not buf[pos]:  # 0x80 is BER's indefinite length
-            raise IndexError
-        for _ in range(count):
-            n = n << 8 | buf[pos]
-            pos += 1
-        if n < 0x80:
-            raise IndexError
-    n += pos
-    if n > end:
-        raise IndexError
-    return tag, pos, n
 
 
 def _public_key(cert):

@@ -6,7 +6,7 @@
 import binascii
 
 from ._core import VerifyError, _read_text, _sha256
-from ._pin import _der
+from ._der import _der
 
 # What is signed: this prefix, then the line of `latest` up to its ";sig=" field.
 DOMAIN = b"uota release v1\n"
