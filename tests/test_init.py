@@ -2,6 +2,7 @@
 and the boot.py it writes loads the updater only when an install is pending."""
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -61,6 +62,26 @@ def test_generated_cfg_is_what_the_device_reads(tmp_path):
     assert cfg["tmp_filename"] == "uota.tmp"
     assert (cfg["excluded_files"], cfg["delete"]) == ([], [])
     assert (tmp_path / "version").read_text().strip() == "1.4.0"
+
+
+def device_defaults():
+    """{key: default} of the uota.cfg settings the device code reads with cfg.get(key, default)."""
+    found = {}
+    for source in PACKAGE.values():
+        for key, value in re.findall(r'cfg\.get\("(\w+)", (\d+)\)', source.read_text()):
+            found.setdefault(key, set()).add(int(value))
+    assert all(len(values) == 1 for values in found.values()), found  # one default per setting
+    return {key: values.pop() for key, values in found.items()}
+
+
+def test_cfg_template_shows_the_defaults_the_device_uses(tmp_path):
+    init(tmp_path, "--url", "https://updates.example/app")
+    examples = [line.split("#", 1)[1] for line in (tmp_path / "uota.cfg").read_text().splitlines()
+                if line.strip().startswith("#   '")]
+    shown = _cfg.parse_cfg("{" + "\n".join(examples) + "\n}")  # the examples are valid settings too
+    defaults = device_defaults()
+    assert {"timeout", "min_rate"} <= set(defaults) <= set(shown)
+    assert {key: shown[key] for key in defaults} == defaults
 
 
 def test_existing_boot_py_keeps_its_code_after_the_recover_call(tmp_path):

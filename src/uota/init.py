@@ -38,7 +38,7 @@ DEVICE_DIR = Path(__file__).resolve().parent / "device"
 LIB = "lib"
 
 CFG_TEMPLATE = """\
-# uota.cfg: read by uota.py on the device. A Python dict literal; comments are fine.
+# uota.cfg: read by uota (lib/uota/) on the device. A Python dict literal; comments are fine.
 {{
     # Base URL of the release folder made by `uota build`; ends with /.
     'url': {url!r},
@@ -49,9 +49,10 @@ CFG_TEMPLATE = """\
     'excluded_files': [],
     # Files and folders removed once an update is installed.
     'delete': [],
-    # Optional: extra request headers and a network timeout in seconds.
+    # Optional: extra request headers, and the network limits (shown with their defaults):
     #   'headers': {{'Authorization': 'Bearer ...'}},
-    #   'timeout': 30,
+    #   'timeout': 10,    # seconds, for connecting and for each read
+    #   'min_rate': 256,  # bytes/s on average: a slower server is given up after `timeout` s
 }}
 """
 
