@@ -135,14 +135,14 @@ def init_project(directory, url=None, version="0.0.0", mpy=False, force=False, m
                 raise CommandError("{} is in the way: the device code goes into the folder {}/".format(
                     directory / parent, directory / path.parent))
     cfg = _plan_cfg(directory / "uota.cfg", url, force)
-    files = [  # (path, new bytes or None to keep it, what happened)
-        *[(directory / path, data, _created_or("replaced", directory / path)) for path, data in code],
+    files = [  # (path, new bytes or None to keep it, what happened, detail)
+        *[(directory / path, data, _created_or("replaced", directory / path), "") for path, data in code],
         cfg,
         _plan_write(directory / "version", (version + "\n").encode(), force),
         _plan_boot(directory / "boot.py"),
         _plan_write(directory / "main.py", MAIN_TEMPLATE.encode(), False),
     ]
-    for path, data, _ in files:
+    for path, _, _, _ in files:
         if path.exists() and not path.is_file():
             raise CommandError("{} is in the way: it is not a file".format(path))
 
@@ -150,14 +150,14 @@ def init_project(directory, url=None, version="0.0.0", mpy=False, force=False, m
         directory.mkdir(parents=True, exist_ok=True)
         for path in stale:
             (directory / path).unlink()
-        for path, data, _ in files:
+        for path, data, _, _ in files:
             if data is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
     except OSError as error:
         raise CommandError("cannot write into {}: {}".format(directory, error.strerror or error))
-    return [(directory / path, "removed", "") for path in stale] + [
-        (path, what.split(" ", 1)[0], what.split(" ", 1)[1] if " " in what else "") for path, _, what in files]
+    removed = [(directory / path, "removed", "") for path in stale]
+    return removed + [(path, what, detail) for path, _, what, detail in files]
 
 
 def _check_url(url):
@@ -178,13 +178,13 @@ def _created_or(what, path):
 
 def _plan_write(path, data, overwrite):
     if path.exists() and not overwrite:
-        return path, None, "kept"
-    return path, data, _created_or("replaced", path)
+        return path, None, "kept", ""
+    return path, data, _created_or("replaced", path), ""
 
 
 def _plan_cfg(path, url, force):
-    """(path, new bytes or None, what happened) for uota.cfg: the template for a new project
-    (or with --force), else the project's own file with --url's url put in place."""
+    """(path, new bytes or None, what happened, detail) for uota.cfg: the template for a new
+    project (or with --force), else the project's own file, with --url's url put in place."""
     text = cfg = None
     if path.is_file():
         try:
@@ -197,11 +197,13 @@ def _plan_cfg(path, url, force):
     if url is None:
         if cfg is None or not isinstance(cfg.get("url"), str):
             raise CommandError("--url is required: {} has no uota.cfg with a url to keep".format(path.parent))
+        if not force:
+            return path, None, "kept", ""
         url = _check_url(cfg["url"])
     if text is None or force:
-        return path, CFG_TEMPLATE.format(url=url).encode(), _created_or("replaced", path)
+        return path, CFG_TEMPLATE.format(url=url).encode(), _created_or("replaced", path), ""
     if cfg.get("url") == url:
-        return path, None, "kept"
+        return path, None, "kept", ""
     updated = _replace_url(text, url)
     try:
         ok = updated is not None and _cfg.parse_cfg(updated) == dict(cfg, url=url)
@@ -210,7 +212,7 @@ def _plan_cfg(path, url, force):
     if not ok:
         raise CommandError("cannot change the url in {} without rewriting it: change it there by hand, or use "
                            "--force to replace the file with a new one".format(path))
-    return path, updated.encode(), "updated url {} -> {}".format(cfg.get("url"), url)
+    return path, updated.encode(), "updated", "url {} -> {}".format(cfg.get("url"), url)
 
 
 def _replace_url(text, url):
@@ -270,16 +272,16 @@ def _stale_copies(paths):
 
 
 def _plan_boot(path):
-    """(path, new bytes or None, what happened) for boot.py: BOOT_SNIPPET at its top."""
+    """(path, new bytes or None, what happened, "") for boot.py: BOOT_SNIPPET at its top."""
     if not path.exists():
-        return path, BOOT_SNIPPET.encode(), "created"
+        return path, BOOT_SNIPPET.encode(), "created", ""
     existing = _read_text(path, "MicroPython could not run it either; fix it, then run uota init again")
     for old in OLD_BOOT_SNIPPETS:
         if existing.startswith(old):
-            return path, (BOOT_SNIPPET + existing[len(old):]).encode(), "updated"
+            return path, (BOOT_SNIPPET + existing[len(old):]).encode(), "updated", ""
     if "uota.recover(" in existing:  # ours, or the project's own call
-        return path, None, "kept"
-    return path, (BOOT_SNIPPET + "\n" + existing).encode(), "updated"
+        return path, None, "kept", ""
+    return path, (BOOT_SNIPPET + "\n" + existing).encode(), "updated", ""
 
 
 def add_arguments(parser):
