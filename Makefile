@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The demo needs only the package (and Node.js for MicroPython): not pytest and the test tools.
+DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test bench heap reliability deps clean
+.PHONY: demo test bench heap reliability deps demo-deps clean
 
-demo: $(STAMP) deps
+demo: $(DEMO_STAMP) demo-deps
 	$(VENV)/bin/uota demo
 
 test: $(STAMP) deps
@@ -27,19 +29,36 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
-# Debian packages the tests use: nginx (a real static host), Node.js (runs MicroPython's WebAssembly port).
+$(DEMO_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
+# Debian packages: Node.js runs MicroPython's WebAssembly port (the demo and the tests); the tests
+# also use nginx (a real static host) and openssl.
+DEMO_PACKAGES := node:nodejs npm:npm
+TEST_PACKAGES := $(DEMO_PACKAGES) nginx:nginx openssl:openssl
+
+demo-deps:
+	@$(call install_missing,$(DEMO_PACKAGES))
+
 deps:
-	@missing=""; \
-	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
-	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
-	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
-	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@$(call install_missing,$(TEST_PACKAGES))
+
+# $(1): command:package pairs; installs the packages whose command is missing.
+define install_missing
+missing=""; \
+for pair in $(1); do \
+	command -v $${pair%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${pair%%:*} ] || missing="$$missing $${pair#*:}"; \
+done; \
+if [ -n "$$missing" ]; then \
+	echo "installing Debian packages:$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+fi
+endef
 
 clean:
 	rm -rf $(VENV) .pytest_cache

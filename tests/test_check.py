@@ -156,22 +156,40 @@ def test_invalid_latest_is_one_problem_line(good_release, dist, uota_serve):
     assert "problem: invalid latest '1.1.0;../firmware.tar.gz': latest names an unsafe file: " in result.stdout
 
 
-def test_missing_archive_fails(good_release, dist, uota_serve):
+def test_missing_archive_fails_naming_its_url(good_release, dist, uota_serve):
     good_release.archive_path.unlink()
+    url = uota_serve(dist)
 
-    result = check(uota_serve(dist))
+    result = check(url)
 
     assert result.returncode == 1
-    assert "problem: firmware-1.1.0.tar.gz: the server answers HTTP 404" in result.stdout
+    assert "problem: firmware-1.1.0.tar.gz: {}firmware-1.1.0.tar.gz answers HTTP 404".format(
+        url) in result.stdout.splitlines()
 
 
-def test_unreachable_url_is_one_line_error(good_release, tmp_path):
+def test_missing_latest_names_the_url_that_answered_404(tmp_path, uota_serve):
+    (tmp_path / "empty").mkdir()
+    url = uota_serve(tmp_path / "empty")
+
+    result = check(url)
+
+    assert result.returncode == 1
+    assert "problem: latest: {}latest answers HTTP 404".format(url) in result.stdout.splitlines()
+
+
+def test_unreachable_url_is_one_line_error_naming_host_and_port(good_release, tmp_path):
     result = check("http://127.0.0.1:1/")
 
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr.startswith("uota: cannot connect to 127.0.0.1:1: ")
-    assert result.stderr.count("\n") == 1
+    assert result.stderr == "uota: cannot connect to 127.0.0.1:1: Connection refused\n"
+
+
+def test_a_url_that_does_not_parse_is_one_line_error():
+    result = check("http://[::1/")
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == "uota: 'http://[::1/' is not a URL: Invalid IPv6 URL\n"
 
 
 def test_latest_without_hash_warns_but_passes(dist, uota_serve):

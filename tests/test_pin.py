@@ -115,7 +115,8 @@ def test_server_url_gives_the_pins_of_its_certificate(certificate, tmp_path, cap
         pytest.param("garbage", "is not a PEM or DER X.509 certificate", id="not-a-certificate"),
         pytest.param("missing.pem", "cannot read certificate", id="missing-file"),
         pytest.param("http://127.0.0.1:1/", "is not an https:// URL", id="plain-http"),
-        pytest.param("https://127.0.0.1:1/", "cannot fetch the certificate", id="nothing-listening"),
+        pytest.param("https://127.0.0.1:1/", "uota: cannot fetch the certificate of 127.0.0.1:1: Connection refused\n",
+                     id="nothing-listening"),
     ],
 )
 def test_unusable_sources_are_one_line_errors(tmp_path, capsys, monkeypatch, source, message):

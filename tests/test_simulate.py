@@ -98,19 +98,23 @@ def test_root_without_uota_cfg_is_one_line_error(tmp_path):
     assert result.stderr.count("\n") == 1
 
 
-def test_failed_step_exits_1_with_the_device_reason(tmp_path):
+MP_AND_CPYTHON = pytest.mark.parametrize("device_runtime", ["cpython", "micropython-1.29"])
+
+
+@MP_AND_CPYTHON
+def test_failed_step_exits_1_with_the_device_reason_naming_host_and_port(device_runtime, tmp_path):
     root = make_device(tmp_path, "http://127.0.0.1:1/")
     before = read_tree(root)
 
-    result = simulate(root)
+    result = simulate(root, "--runtime", device_runtime)
 
     assert result.returncode == 1
-    assert "check_for_updates: False" in result.stdout.splitlines()
-    assert any(line.startswith("ERROR:uota:") for line in result.stdout.splitlines())
+    lines = result.stdout.splitlines()
+    assert lines[1:3] == ["recover: nothing to finish", "ERROR:uota:cannot connect to 127.0.0.1:1: [Errno 111] "
+                          + ("Connection refused" if device_runtime == "cpython" else "ECONNREFUSED")]
+    assert lines[3] == "check_for_updates: False"
+    assert "uota:uota" not in result.stdout
     assert read_tree(root) == before
-
-
-MP_AND_CPYTHON = pytest.mark.parametrize("device_runtime", ["cpython", "micropython-1.29"])
 
 
 @MP_AND_CPYTHON

@@ -7,6 +7,7 @@ To add a command, write a module with a handler ``run(args) -> int | None``
 
 import argparse
 import sys
+import traceback
 
 from . import build, check, demo, init, pin, serve, sign, simulate
 from .errors import CommandError
@@ -34,10 +35,14 @@ def _make_parser():
         prog="uota",
         description="Publisher tools for uota, the over-the-air updater for MicroPython devices.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (handler, add_arguments) in COMMANDS.items():
         summary = _summary(handler)
         command_parser = subcommands.add_parser(name, help=summary, description=summary)
+        # Also after the command (`uota init --debug`); SUPPRESS keeps one given before it.
+        command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                    help="show the traceback of an unexpected error")
         add_arguments(command_parser)
         command_parser.set_defaults(handler=handler)
     return parser
@@ -51,13 +56,26 @@ def main(argv=None) -> int:
         # argparse exits after --help or a usage error; callers get a status.
         return parser_exit.code
     try:
-        return args.handler(args) or 0
+        status = args.handler(args) or 0
+        sys.stdout.flush()  # a failed write of the output (a full disk) is an error here, not at exit
+        return status
     except CommandError as error:
         print("uota: {}".format(error), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         # `uota serve` runs until Ctrl-C: that is how it ends, not a crash.
         return 130
+    except Exception as error:  # a bug, or a failure no command foresaw: one line, no traceback
+        if args.debug:
+            traceback.print_exc()
+        print("uota: unexpected error: {}{}".format(
+            _describe(error), "" if args.debug else " (run with --debug to see the traceback)"), file=sys.stderr)
+        return 1
+
+
+def _describe(error):
+    text = str(error)
+    return "{}: {}".format(type(error).__name__, text) if text else type(error).__name__
 
 
 def entrypoint():

@@ -139,7 +139,10 @@ def check_release(url, pin=None, progress=None, headers=None, device_cfg=None, f
             refuse, or the server cannot be reached.
     """
     base = url if url.endswith("/") else url + "/"
-    parts = urlsplit(base)
+    try:
+        parts = urlsplit(base)
+    except ValueError as error:  # e.g. "http://[::1"
+        raise CommandError("{!r} is not a URL: {}".format(url, error))
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CommandError("{!r} is not an http:// or https:// URL".format(url))
     settings = _device_settings(base, headers or {}, device_cfg)
@@ -173,9 +176,9 @@ def _origin(url):
 
 
 def _check(report, base, client, progress, device_cfg, keys, now):
-    status, body = _get_small(base + "latest", client)
+    status, body, answered = _get_small(base + "latest", client)
     if status != 200:
-        report.problems.append("latest: the server answers HTTP {}".format(status))
+        report.problems.append("latest: {}".format(_answers(base + "latest", answered, status)))
         return
     named_signed = _judge_latest(report, body)
     if not named_signed:
@@ -185,9 +188,9 @@ def _check(report, base, client, progress, device_cfg, keys, now):
     archive_url = base + report.filename
     with tempfile.TemporaryDirectory(prefix="uota-check-") as work_dir:
         archive = Path(work_dir) / "archive"
-        status = _download(archive_url, client, archive, progress)
+        status, answered = _download(archive_url, client, archive, progress)
         if status != 200:
-            report.problems.append("{}: the server answers HTTP {}".format(report.filename, status))
+            report.problems.append("{}: {}".format(report.filename, _answers(archive_url, answered, status)))
             return
         _judge_archive(report, archive)
         _judge_on_device(report, archive, client, device_cfg)
@@ -376,28 +379,38 @@ def _range_status(url, client):
         connection.close()
 
 
+def _answers(url, answered, status):
+    """What answered `url` with an HTTP error: that url, or where its redirects led."""
+    if answered == url:
+        return "{} answers HTTP {}".format(url, status)
+    return "{} answers HTTP {} (redirected from {})".format(answered, status, url)
+
+
 def _get_small(url, client):
+    """(status, at most _LATEST_READ_MAX bytes of the body, the url that answered)."""
     response, connection = _open(url, client)
     try:
-        return response.status, response.read(_LATEST_READ_MAX)
+        return response.status, response.read(_LATEST_READ_MAX), response.url
     finally:
         connection.close()
 
 
 def _download(url, client, path, progress):
+    """Save the body of a 200 into `path`; return (status, the url that answered)."""
     response, connection = _open(url, client)
     try:
         if response.status != 200:
-            return response.status
+            return response.status, response.url
         length = response.getheader("Content-Length")
         total = int(length) if length and length.isdigit() else None
         with open(path, "wb") as archive_file, _progress_bar(progress, total) as bar:
             for block in iter(lambda: response.read(_CHUNK), b""):
                 archive_file.write(block)
                 bar.update(len(block))
-        return 200
+        return 200, response.url
     except (OSError, http.client.HTTPException) as error:
-        raise CommandError("download of {} failed: {}".format(url, error))
+        raise CommandError("download of {} from {} failed: {}".format(
+            url, _host_port(response.url), _reason(error)))
     finally:
         connection.close()
 
@@ -428,12 +441,13 @@ def _open(url, client, headers=None):
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as error:
             connection.close()
-            raise CommandError("cannot fetch {}: {}".format(url, error))
+            raise CommandError("cannot fetch {} from {}: {}".format(url, _host_port(url), _reason(error)))
         location = response.getheader("Location")
         if response.status in (301, 302, 303, 307, 308) and location:
             connection.close()
             url = urljoin(url, location)
             continue
+        response.url = url  # where the redirects led: what answered
         return response, connection
     raise CommandError("{} redirects more than {} times".format(url, _REDIRECTS_MAX))
 
@@ -457,7 +471,7 @@ def _connect(url, pin):
     try:
         connection.connect()
     except (OSError, ssl.SSLError) as error:
-        raise CommandError("cannot connect to {}: {}".format(parts.netloc, _reason(error)))
+        raise CommandError("cannot connect to {}: {}".format(_host_port(url), _reason(error)))
     if parts.scheme == "https" and pin:
         pins = pins_for_certificate(connection.sock.getpeercert(binary_form=True))
         if pin not in (pins["ucertpin"], pins["spki"]):
@@ -473,7 +487,14 @@ def _connect(url, pin):
 def _reason(error):
     if isinstance(error, socket.timeout):
         return "timed out"
-    return getattr(error, "strerror", None) or str(error)
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+def _host_port(url):
+    """host:port that `url` connects to, the port given or the scheme's."""
+    parts = urlsplit(url)
+    host = "[{}]".format(parts.hostname) if ":" in (parts.hostname or "") else parts.hostname
+    return "{}:{}".format(host, parts.port or {"http": 80, "https": 443}.get(parts.scheme))
 
 
 def format_report(report) -> List[str]:

@@ -2,13 +2,14 @@
 
 Files written into DIR (the folder whose contents go to the board's root):
 
-    lib/uota.py  the device code: every file of device/package.json, in lib/ as
+    lib/uota/    the device code: every file of device/package.json, in lib/ as
                  `mip.install` puts it on a board (.mpy, compiled by mpy-cross,
                  with --mpy); always refreshed. A copy that an older `uota init`
                  put in DIR's root, or the other form (.py/.mpy) in lib/, is
                  removed: MicroPython would import it instead.
     uota.cfg     a commented dict literal: url, tmp_filename, excluded_files,
-                 delete; kept if present unless --force
+                 delete; kept if present unless --force, but --url replaces the
+                 url in it (the rest of the file, comments too, stays as it is)
     version      the installed version (default 0.0.0); kept if present
                  unless --force
     boot.py      BOOT_SNIPPET added at the top, so a pending install is
@@ -17,9 +18,12 @@ Files written into DIR (the folder whose contents go to the board's root):
                  older `uota init` is replaced
     main.py      MAIN_TEMPLATE (check, install, reset) when there is none
 
-The command then prints the `mpremote` line that copies all of it to a board.
+Everything is read and checked (boot.py and uota.cfg readable, nothing in the way)
+before the first write. The command then prints the `mpremote` line that copies all
+of it to a board.
 """
 
+import ast
 import json
 import shlex
 from pathlib import Path
@@ -34,7 +38,7 @@ DEVICE_DIR = Path(__file__).resolve().parent / "device"
 LIB = "lib"
 
 CFG_TEMPLATE = """\
-# uota.cfg: read by uota.py on the device. A Python dict literal; comments are fine.
+# uota.cfg: read by uota (lib/uota/) on the device. A Python dict literal; comments are fine.
 {{
     # Base URL of the release folder made by `uota build`; ends with /.
     'url': {url!r},
@@ -45,9 +49,10 @@ CFG_TEMPLATE = """\
     'excluded_files': [],
     # Files and folders removed once an update is installed.
     'delete': [],
-    # Optional: extra request headers and a network timeout in seconds.
+    # Optional: extra request headers, and the network limits (shown with their defaults):
     #   'headers': {{'Authorization': 'Bearer ...'}},
-    #   'timeout': 30,
+    #   'timeout': 10,    # seconds, for connecting and for each read
+    #   'min_rate': 256,  # bytes/s on average: a slower server is given up after `timeout` s
 }}
 """
 
@@ -92,52 +97,152 @@ def device_files():
     return [(dest, DEVICE_DIR / source) for dest, source in package["urls"]]
 
 
-def init_project(directory, url, version="0.0.0", mpy=False, force=False, mpy_cross=None):
-    """Write the device files into `directory`; return [(path, what happened)].
+def init_project(directory, url=None, version="0.0.0", mpy=False, force=False, mpy_cross=None):
+    """Write the device files into `directory`; return [(path, what happened, detail)].
 
-    What happened is "created", "replaced", "kept", "updated" (boot.py) or "removed" (a
-    stale copy of the device code).
+    Everything is read and checked before the first write: a project that cannot be
+    initialised is left as it was. What happened is "created", "replaced", "kept",
+    "updated" (boot.py, or uota.cfg's url: detail "url OLD -> NEW") or "removed" (a stale
+    copy of the device code); detail is "" otherwise.
+
+    `url` may be None when DIR has a uota.cfg: its url is kept. Given, it replaces the
+    url of an existing uota.cfg in place (its comments and other keys kept).
 
     Raises:
-        CommandError: a bad URL or version, mpy-cross failure, or an I/O error.
+        CommandError: a bad or missing URL or version, an existing file that cannot be
+            read (boot.py, uota.cfg) or is in the way, mpy-cross failure, or an I/O error.
     """
-    if not url.startswith(("http://", "https://")):
-        raise CommandError("--url must start with http:// or https://, not {!r}".format(url))
-    if not url.endswith("/"):
-        url += "/"  # the device appends file names to it
+    if url is not None:
+        url = _check_url(url)
     try:
         _latest.parse_version(version)
     except _core.UotaError as error:
         raise CommandError("--version: {}".format(error))
-    cfg_text = CFG_TEMPLATE.format(url=url)
-    try:
-        _cfg.parse_cfg(cfg_text)  # the device must be able to read what we write
-    except _core.UotaError as error:
-        raise CommandError("cannot write a uota.cfg for {!r}: {}".format(url, error))
-
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CommandError("{} is not a folder".format(directory))
+
     code = []  # (path under DIR, bytes)
     for dest, source in device_files():
         if mpy and dest.endswith(".py"):
             code.append((Path(LIB) / (dest[:-3] + ".mpy"), compile_mpy(source, dest, mpy_cross)))
         else:
             code.append((Path(LIB) / dest, source.read_bytes()))
-    stale = _stale_copies([path for path, _ in code])
-    try:
+    stale = [path for path in _stale_copies([path for path, _ in code]) if (directory / path).is_file()]
+    for path, _ in code:
+        for parent in list(path.parents)[:-1]:  # lib, lib/uota: folders, or not there yet
+            if (directory / parent).exists() and not (directory / parent).is_dir():
+                raise CommandError("{} is in the way: the device code goes into the folder {}/".format(
+                    directory / parent, directory / path.parent))
+    cfg = _plan_cfg(directory / "uota.cfg", url, force)
+    files = [  # (path, new bytes or None to keep it, what happened, detail)
+        *[(directory / path, data, _created_or("replaced", directory / path), "") for path, data in code],
+        cfg,
+        _plan_write(directory / "version", (version + "\n").encode(), force),
+        _plan_boot(directory / "boot.py"),
+        _plan_write(directory / "main.py", MAIN_TEMPLATE.encode(), False),
+    ]
+    for path, _, _, _ in files:
+        if path.exists() and not path.is_file():
+            raise CommandError("{} is in the way: it is not a file".format(path))
+
+    try:  # the first write
         directory.mkdir(parents=True, exist_ok=True)
-        written = [(directory / path, "removed") for path in stale if _remove(directory / path)]
-        for path, data in code:
-            (directory / path).parent.mkdir(parents=True, exist_ok=True)
-            written.append(_write(directory / path, data, overwrite=True))
-        written += [
-            _write(directory / "uota.cfg", cfg_text.encode(), overwrite=force),
-            _write(directory / "version", (version + "\n").encode(), overwrite=force),
-            _add_boot_snippet(directory / "boot.py"),
-            _write(directory / "main.py", MAIN_TEMPLATE.encode(), overwrite=False),
-        ]
+        for path in stale:
+            (directory / path).unlink()
+        for path, data, _, _ in files:
+            if data is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
     except OSError as error:
         raise CommandError("cannot write into {}: {}".format(directory, error.strerror or error))
-    return written
+    removed = [(directory / path, "removed", "") for path in stale]
+    return removed + [(path, what, detail) for path, _, what, detail in files]
+
+
+def _check_url(url):
+    if not url.startswith(("http://", "https://")):
+        raise CommandError("--url must start with http:// or https://, not {!r}".format(url))
+    if not url.endswith("/"):
+        url += "/"  # the device appends file names to it
+    try:
+        _cfg.parse_cfg(CFG_TEMPLATE.format(url=url))  # the device must be able to read what we write
+    except _core.UotaError as error:
+        raise CommandError("cannot write a uota.cfg for {!r}: {}".format(url, error))
+    return url
+
+
+def _created_or(what, path):
+    return what if path.exists() else "created"
+
+
+def _plan_write(path, data, overwrite):
+    if path.exists() and not overwrite:
+        return path, None, "kept", ""
+    return path, data, _created_or("replaced", path), ""
+
+
+def _plan_cfg(path, url, force):
+    """(path, new bytes or None, what happened, detail) for uota.cfg: the template for a new
+    project (or with --force), else the project's own file, with --url's url put in place."""
+    text = cfg = None
+    if path.is_file():
+        try:
+            text = _read_text(path, "fix it, or use --force to replace it")
+            cfg = _cfg.parse_cfg(text)
+        except (CommandError, _core.UotaError) as error:
+            if not force:
+                raise CommandError("{}: a device would refuse it ({}): fix it, or use --force to replace it"
+                                   .format(path, error) if isinstance(error, _core.UotaError) else error)
+    if url is None:
+        if cfg is None or not isinstance(cfg.get("url"), str):
+            raise CommandError("--url is required: {} has no uota.cfg with a url to keep".format(path.parent))
+        if not force:
+            return path, None, "kept", ""
+        url = _check_url(cfg["url"])
+    if text is None or force:
+        return path, CFG_TEMPLATE.format(url=url).encode(), _created_or("replaced", path), ""
+    if cfg.get("url") == url:
+        return path, None, "kept", ""
+    updated = _replace_url(text, url)
+    try:
+        ok = updated is not None and _cfg.parse_cfg(updated) == dict(cfg, url=url)
+    except _core.UotaError:
+        ok = False
+    if not ok:
+        raise CommandError("cannot change the url in {} without rewriting it: change it there by hand, or use "
+                           "--force to replace the file with a new one".format(path))
+    return path, updated.encode(), "updated", "url {} -> {}".format(cfg.get("url"), url)
+
+
+def _replace_url(text, url):
+    """`text` with the value of its one 'url' key replaced by `url`, the rest as it was;
+    None when that value is not one plain string literal there."""
+    try:
+        body = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError):
+        return None
+    if not isinstance(body, ast.Dict):
+        return None
+    values = [value for key, value in zip(body.keys, body.values)
+              if isinstance(key, ast.Constant) and key.value == "url"]
+    if len(values) != 1 or not (isinstance(values[0], ast.Constant) and isinstance(values[0].value, str)):
+        return None
+    node, data = values[0], text.encode()
+    lines = data.splitlines(keepends=True)  # ast's offsets are in UTF-8 bytes
+    start = sum(map(len, lines[:node.lineno - 1])) + node.col_offset
+    end = sum(map(len, lines[:node.end_lineno - 1])) + node.end_col_offset
+    return (data[:start] + repr(url).encode() + data[end:]).decode()
+
+
+def _read_text(path, advice):
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise CommandError("cannot read {}: {}".format(path, error.strerror or error))
+    except UnicodeDecodeError as error:
+        raise CommandError("{} is not UTF-8 text (byte {} is 0x{:02x}): {}".format(
+            path, error.start, error.object[error.start], advice))
 
 
 def provisioning_command(directory):
@@ -166,39 +271,23 @@ def _stale_copies(paths):
     return sorted(set(stale) - set(paths))
 
 
-def _remove(path):
-    if path.is_file():
-        path.unlink()
-        return True
-    return False
-
-
-def _write(path, data, overwrite):
-    existed = path.exists()
-    if existed and not overwrite:
-        return path, "kept"
-    path.write_bytes(data)
-    return path, "replaced" if existed else "created"
-
-
-def _add_boot_snippet(path):
+def _plan_boot(path):
+    """(path, new bytes or None, what happened, "") for boot.py: BOOT_SNIPPET at its top."""
     if not path.exists():
-        path.write_text(BOOT_SNIPPET)
-        return path, "created"
-    existing = path.read_text()
+        return path, BOOT_SNIPPET.encode(), "created", ""
+    existing = _read_text(path, "MicroPython could not run it either; fix it, then run uota init again")
     for old in OLD_BOOT_SNIPPETS:
         if existing.startswith(old):
-            path.write_text(BOOT_SNIPPET + existing[len(old):])
-            return path, "updated"
+            return path, (BOOT_SNIPPET + existing[len(old):]).encode(), "updated", ""
     if "uota.recover(" in existing:  # ours, or the project's own call
-        return path, "kept"
-    path.write_text(BOOT_SNIPPET + "\n" + existing)
-    return path, "updated"
+        return path, None, "kept", ""
+    return path, (BOOT_SNIPPET + "\n" + existing).encode(), "updated", ""
 
 
 def add_arguments(parser):
     parser.add_argument("directory", nargs="?", default=".", metavar="DIR", help="project folder (default: .)")
-    parser.add_argument("--url", required=True, help="base URL devices fetch `latest` and releases from")
+    parser.add_argument("--url", help="base URL devices fetch `latest` and releases from; required for a new "
+                                      "project, replaces the url of an existing uota.cfg in place")
     parser.add_argument("--version", default="0.0.0", metavar="V", help="version written to DIR/version (default: 0.0.0)")
     parser.add_argument("--mpy", action="store_true", help="install the device code as .mpy, compiled by mpy-cross")
     parser.add_argument("--mpy-cross", metavar="PATH",
@@ -211,15 +300,26 @@ def run(args):
     if args.mpy_cross and not args.mpy:
         raise CommandError("--mpy-cross is used only with --mpy")
     written = init_project(args.directory, args.url, args.version, args.mpy, args.force, args.mpy_cross)
-    for path, what_happened in written:
-        note = ""
+    lib = Path(args.directory) / LIB
+    other_form = [path for path, what, _ in written if what == "removed" and lib in path.parents]
+    for path, what_happened, detail in written:
+        if path in other_form:
+            continue
+        note = " ({})".format(detail) if detail else ""
         if what_happened == "kept" and path.name in ("uota.cfg", "version"):
             note = " (use --force to replace)"
-        elif what_happened == "removed" and path.parent == Path(args.directory):
+        elif what_happened == "removed":
             note = " (the device code is in {}/ now: remove it from boards too, `mpremote rm :{}`)".format(
                 LIB, path.name)
         print("{:<8} {}{}".format(what_happened, path, note))
-    compiled = [path for path, what in written if what != "removed" and path.suffix == ".mpy"]
+    if other_form:
+        removed, kept = (".py", ".mpy") if args.mpy else (".mpy", ".py")
+        removed, kept = (".py", ".mpy") if args.mpy else (".mpy", ".py")
+        patterns = sorted({str(path.parent / ("*" + path.suffix)) for path in other_form})
+        print("removed  {} ({} files): the {} form of the device code; the {} form replaces it{}".format(
+            " ".join(patterns), len(other_form), removed, kept,
+            " (remove them from boards too: MicroPython imports a .py before an .mpy)" if args.mpy else ""))
+    compiled = [path for path, what, _ in written if what != "removed" and path.suffix == ".mpy"]
     if compiled:
         print(mpy_note(len(compiled), "; ".join(sorted({describe_mpy(path.read_bytes()) for path in compiled}))))
     print("copy them to a board with:")

@@ -78,7 +78,8 @@ def fetch_server_certificate(url, timeout=10.0) -> bytes:
             with context.wrap_socket(connection, server_hostname=parts.hostname) as tls_connection:
                 return tls_connection.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError) as error:
-        raise CommandError("cannot fetch the certificate of {}:{}: {}".format(parts.hostname, port, error))
+        reason = "timed out" if isinstance(error, socket.timeout) else error.strerror or str(error)
+        raise CommandError("cannot fetch the certificate of {}:{}: {}".format(parts.hostname, port, reason))
 
 
 def _subject_public_key_bits(spki):

@@ -98,12 +98,30 @@ def simulate_device(root, runtime="cpython", install=True, pin=None, timeout=120
         if line.startswith(_RESULT_MARK):
             step, value = line[len(_RESULT_MARK):].split()
             simulation.results[step] = ast.literal_eval(value)
+            if step == "recover":  # False is the usual answer, not a failure
+                value = _RECOVERED.get((simulation.results[step], bool(simulation.errors)), value)
             simulation.transcript.append("{}: {}".format(step, value))
         else:
+            line = _one_uota(line)
             simulation.transcript.append(line)
             if line.startswith("ERROR:"):
                 simulation.errors.append(line)
     return simulation
+
+
+# recover()'s result, and whether it logged an error, in words.
+_RECOVERED = {
+    (True, False): "finished an interrupted install",
+    (False, False): "nothing to finish",
+    (False, True): "failed",
+}
+
+
+def _one_uota(line):
+    """A log line "LEVEL:uota:uota: message" (the device's errors also start "uota: ",
+    for a board's console without logging) with the name once: "LEVEL:uota:message"."""
+    level, _, rest = line.partition(":uota:uota: ")
+    return "{}:uota:{}".format(level, rest) if rest and ":" not in level else line
 
 
 def format_simulation(simulation) -> List[str]:

@@ -108,11 +108,13 @@ def _request(url, cfg, pin, offset=0):
         scheme, host, port, path = _split_url(url)
         import socket
 
-        addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
         sock = socket.socket()
         try:
             sock.settimeout(cfg.get("timeout", 10))
-            sock.connect(addr)
+            try:  # name what failed: "[Errno 111] ECONNREFUSED" alone does not
+                sock.connect(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1])
+            except OSError as e:
+                raise DownloadError("cannot connect to %s:%d: %s" % (host, port, e))
             if scheme == "https":
                 sock = _wrap_tls(sock, host)
                 if pins:
