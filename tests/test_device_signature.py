@@ -7,12 +7,14 @@ signed by `uota sign`'s code.
 
 import base64
 import hashlib
+import shutil
 import time
 
 import pytest
 from support.releases import Device, assert_update_changes_nothing, device_cfg, read_tree, write_tree
 from support.standard import NEW, OLD
 
+from uota.__main__ import main
 from uota.build import build_release
 from uota.check import check_release
 from uota.sign import keygen, sign_release
@@ -301,3 +303,16 @@ def test_check_with_the_key_says_who_signed_and_when_it_expires(dist, server, tm
 
     assert report.ok, report.problems
     assert report.signature.startswith("by key %s, expires in 30.0 days" % keyid)
+
+
+def test_a_project_set_up_by_init_key_installs_only_its_signed_releases(runtime, tmp_path, dist, server, keys):
+    project = tmp_path / "project"
+    assert main(["init", str(project), "--url", server.url, "--key", str(keys["a"][1]), "--version", "1.0.0"]) == 0
+    device = Device(runtime, tmp_path / "device")
+    shutil.copytree(project, device.root, dirs_exist_ok=True)  # the board, provisioned with the project's files
+    assert main(["build", str(project), "--version", "1.1.0", "--out", str(dist)]) == 0
+
+    assert "latest is not signed" in assert_update_changes_nothing(device, "False False")
+
+    assert main(["build", str(project), "--version", "1.1.0", "--out", str(dist), "--key", str(keys["a"][0])]) == 0
+    assert installed(device)["version"] == b"1.1.0"

