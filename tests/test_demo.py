@@ -19,6 +19,8 @@ _NORMALISE = [
     (re.compile(r"\b[0-9a-f]{64}\b"), "${SHA256}"),
     (re.compile(r"\(\d+ bytes\)"), "(${SIZE} bytes)"),
     (re.compile(r"(;firmware-[\d.]+\.tar\.gz;)\d+;"), r"\1${FREE_KB};"),
+    (re.compile(r"key [0-9a-f]{16}\b"), "key ${KEYID}"),
+    (re.compile(r";size=\d+;"), ";size=${SIZE};"),
 ]
 
 
@@ -42,7 +44,8 @@ def test_demo_updates_every_device(demo):
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("  version before: 1.0.0\n") == 3
     assert result.stdout.count("  version after: 1.1.0\n") == 3
-    assert result.stdout.count("  files match release 1.1.0 (config.json kept)\n") == 3
+    assert result.stdout.count("  files match release 1.1.0 (config.json and ota.pub kept)\n") == 3
+    assert result.stdout.count("  signed by key ") == 2
     assert "3 of 3 devices updated from 1.0.0 to 1.1.0" in result.stdout
 
 

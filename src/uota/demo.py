@@ -1,7 +1,10 @@
 """`uota demo`: the whole job end to end, in a temporary folder.
 
     app/        a small sample app: main.py, lib/greeting.py, config.json
-    dist/       releases 1.0.0 and 1.1.0 from `build_release`; `latest` names 1.1.0
+    signing-key a key pair from `keygen`: the releases are signed with it, the devices
+                trust its public key (uota.cfg's keys)
+    dist/       releases 1.0.0 and 1.1.0 from `build_release`, signed by `sign_release`;
+                `latest` names 1.1.0
     devices/R/  one virtual device per runtime R, at 1.0.0, with its own config.json
                 (listed in uota.cfg's excluded_files, so an update keeps it)
 
@@ -17,6 +20,7 @@ from pathlib import Path
 from .build import build_release
 from .errors import CommandError
 from .serve import start_server
+from .sign import keygen, sign_release
 from .simulate import format_simulation, simulate_device
 
 DEMO_RUNTIMES = ("cpython", "micropython-1.29", "micropython-1.20")
@@ -37,6 +41,7 @@ APP_FILES = {
 }
 # What each device was set up with; an update must not overwrite it.
 DEVICE_CONFIG = '{"room": "kitchen"}\n'
+TRUSTED_KEY = "ota.pub"  # the device's copy of the signing key's public half
 
 
 def run_demo(work_dir, say) -> bool:
@@ -46,12 +51,15 @@ def run_demo(work_dir, say) -> bool:
     """
     work_dir = Path(work_dir)
     dist = work_dir / "dist"
-    releases = {version: _build(work_dir / "app", version, dist, say) for version in APP_FILES}
+    private, public = keygen(work_dir / "signing-key")
+    say("made the signing key {} and its public key {}".format(private.name, public.name))
+    releases = {version: _build(work_dir / "app", version, dist, private, say) for version in APP_FILES}
     server = start_server(dist)
     try:
         say("serving {} at {}".format(dist.relative_to(work_dir), server.url))
         results = [
-            _update_device(work_dir / "devices" / runtime, runtime, server.url, releases["1.1.0"], say)
+            _update_device(work_dir / "devices" / runtime, runtime, server.url, releases["1.1.0"],
+                           public.read_text(), say)
             for runtime in DEMO_RUNTIMES
         ]
     finally:
@@ -62,19 +70,22 @@ def run_demo(work_dir, say) -> bool:
     return updated == len(results)
 
 
-def _build(app, version, dist, say):
+def _build(app, version, dist, key, say):
     _write_files(app, APP_FILES[version])
     release = build_release(app, version, dist)
     say("built {} ({} bytes)".format(release.archive_path.name, release.archive_path.stat().st_size))
     say("  files: {}".format(", ".join(sorted(APP_FILES[version]) + ["version"])))
     say("  latest: {}".format(release.latest_line))
+    signed = sign_release(dist, key)
+    say("  signed by key {}: latest gains ;size={};sig=... (the devices check it)".format(
+        signed.rpartition(";sig=")[2][:16], release.archive_path.stat().st_size))
     return release
 
 
-def _update_device(root, runtime, url, release, say):
+def _update_device(root, runtime, url, release, trusted_key, say):
     say("")
     say("[{}] device {}".format(runtime, root.relative_to(root.parent.parent)))
-    _set_up_device(root, url)
+    _set_up_device(root, url, trusted_key)
     simulation = simulate_device(root, runtime)
     for line in format_simulation(simulation):
         say("  " + line)
@@ -82,29 +93,33 @@ def _update_device(root, runtime, url, release, say):
     if differences:
         say("  files differ from release {}: {}".format(release.version, ", ".join(differences)))
     else:
-        say("  files match release {} ({} kept)".format(release.version, LOCAL_CONFIG))
+        say("  files match release {} ({} and {} kept)".format(release.version, LOCAL_CONFIG, TRUSTED_KEY))
     updated = simulation.ok and simulation.updated and not differences
     say("  result: {}".format("updated" if updated else "FAILED"))
     return updated
 
 
-def _set_up_device(root, url):
-    """A device running 1.0.0: its files, its own config, uota.cfg pointing at `url`."""
+def _set_up_device(root, url, trusted_key):
+    """A device running 1.0.0: its files, its own config, the key it trusts, uota.cfg
+    pointing at `url`."""
     _write_files(root, APP_FILES["1.0.0"])
     _write_files(root, {
         "version": "1.0.0\n",
         LOCAL_CONFIG: DEVICE_CONFIG,
-        "uota.cfg": repr({"url": url, "tmp_filename": "uota.tmp", "excluded_files": [LOCAL_CONFIG], "delete": []}),
+        TRUSTED_KEY: trusted_key,
+        "uota.cfg": repr({"url": url, "tmp_filename": "uota.tmp", "excluded_files": [LOCAL_CONFIG], "delete": [],
+                          "keys": [TRUSTED_KEY], "require_hash": True}),
     })
 
 
 def _differences(root, release):
-    """Paths where the device's files are not the release's (its own config and uota.cfg aside)."""
+    """Paths where the device's files are not the release's (its own config, key and uota.cfg aside)."""
     with tarfile.open(release.archive_path) as archive:
         expected = {
             member.name: archive.extractfile(member).read() for member in archive.getmembers() if member.isfile()
         }
     expected[LOCAL_CONFIG] = DEVICE_CONFIG.encode()
+    expected[TRUSTED_KEY] = (root / TRUSTED_KEY).read_bytes()
     actual = {
         path.relative_to(root).as_posix(): path.read_bytes()
         for path in root.rglob("*") if path.is_file() and path.name != "uota.cfg"
