@@ -44,6 +44,9 @@ LATEST_NAMED_CASES = [
     ("2.0.1;firmware.tar.gz;4;" + HASH + ";size=-1", "VerifyError"),
     ("2.0.1;firmware.tar.gz;4;" + HASH + ";size=1k", "VerifyError"),
     ("2.0.1;firmware.tar.gz;4;" + HASH + ";expires=soon", "VerifyError"),
+    ("2.0.1;firmware.tar.gz;4;" + HASH + ";rollout=10", ({"rollout": "10"}, None)),
+    ("2.0.1;firmware.tar.gz;4;" + HASH + ";rollout=101", "VerifyError"),
+    ("2.0.1;firmware.tar.gz;4;" + HASH + ";rollout=half", "VerifyError"),
 ]
 
 VERSION_CASES = [

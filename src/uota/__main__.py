@@ -9,7 +9,7 @@ import argparse
 import sys
 import traceback
 
-from . import build, check, demo, init, pin, serve, sign, simulate
+from . import build, check, demo, init, pin, rollout, serve, sign, simulate
 from .errors import CommandError
 
 # name -> (handler, argparse-configuring function), as in mpremote's table.
@@ -19,6 +19,7 @@ COMMANDS = {
     "pin": (pin.run, pin.add_arguments),
     "keygen": (sign.run_keygen, sign.add_keygen_arguments),
     "sign": (sign.run, sign.add_arguments),
+    "rollout": (rollout.run, rollout.add_arguments),
     "init": (init.run, init.add_arguments),
     "check": (check.run, check.add_arguments),
     "simulate": (simulate.run, simulate.add_arguments),

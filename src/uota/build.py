@@ -426,6 +426,8 @@ def add_arguments(parser):
         help="deflate window of 2**N bytes, the RAM a device needs to unpack: 9 to 15 "
         "(default: {}, a {} KB window)".format(DEFAULT_WINDOW_BITS, (1 << DEFAULT_WINDOW_BITS) // 1024),
     )
+    parser.add_argument("--rollout", type=int, metavar="P",
+                        help="offer the release to P %% of the devices first (0 to 100; `uota rollout` changes it)")
     from .sign import add_signing_arguments  # sign writes with this module's helpers
 
     add_signing_arguments(parser)
@@ -448,10 +450,11 @@ def run(args):
     release = build_release(args.source, args.version, args.out, args.name, args.exclude, args.mpy,
                             args.window_bits, args.mpy_cross)
     print("wrote {} ({} bytes)".format(release.archive_path, release.archive_path.stat().st_size))
-    if args.key:
-        from .sign import sign_release
+    if args.rollout is not None or args.key:
+        from .rollout import set_rollout
 
-        print("signed {}: {}".format(release.latest_path, sign_release(args.out, args.key, args.signer, args.expires)))
+        line = set_rollout(args.out, 100 if args.rollout is None else args.rollout, args.key, args.signer, args.expires)
+        print("{} {}: {}".format("signed" if args.key else "wrote", release.latest_path, line))
     else:
         print("wrote {}: {}".format(release.latest_path, release.latest_line))
     if release.mpy_count:

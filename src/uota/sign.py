@@ -75,9 +75,10 @@ def _load_key(path):
         raise CommandError("cannot load key {}: {}".format(path, error))
 
 
-def sign_release(dist, key, signer=None, expires_days=None, now=None):
-    """Sign the `latest` of the release folder `dist` with the private key file `key`, or
-    with `signer` (a command) and `key` the public key file; return the new line."""
+def sign_release(dist, key, signer=None, expires_days=None, now=None, line=None):
+    """Sign the `latest` of the release folder `dist` (or `line`, to become it) with the
+    private key file `key`, or with `signer` (a command) and `key` the public key file;
+    return the new line, written to `latest` once it verifies."""
     dist = Path(dist)
     private, pem = _load_key(key)
     spki = _public_spki(pem, key)
@@ -85,7 +86,7 @@ def sign_release(dist, key, signer=None, expires_days=None, now=None):
         raise CommandError("{} is a public key: sign with the private key, or give --signer".format(key))
     latest_path = dist / LATEST_FILE
     try:
-        text = latest_path.read_text()
+        text = latest_path.read_text() if line is None else line
     except (OSError, UnicodeDecodeError) as error:
         raise CommandError("cannot read {}: {}".format(latest_path, error))
     version, filename, free_kb, sha, named, _ = _parse(text, latest_path)

@@ -18,6 +18,7 @@ package("uota", files=[
     "_paths.py",
     "_pin.py",
     "_response.py",
+    "_rollout.py",
     "_signature.py",
     "_tar.py",
     "_url.py",

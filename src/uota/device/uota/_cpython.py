@@ -1,5 +1,6 @@
 # What CPython alone needs: a board never loads this module.
 
+import uuid
 import zlib
 
 from ._core import VerifyError
@@ -31,3 +32,8 @@ class ZlibStream:
         buf[:n] = self.pending[:n]
         self.pending = self.pending[n:]
         return n
+
+
+def unique_id():
+    """What machine.unique_id() is on a board: this machine's hardware address."""
+    return uuid.getnode().to_bytes(6, "big")

@@ -24,6 +24,13 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
             if not quiet:
                 _log("info", "version %s is the newest" % current)
             return "newest"
+    if "rollout" in named:  # offered to a share of the fleet: is this device in it yet?
+        from ._rollout import in_rollout
+
+        if not in_rollout(cfg, version, int(named["rollout"])):
+            if not quiet:
+                _log("info", "version %s is offered to %s%% of devices, not yet to this one" % (version, named["rollout"]))
+            return "newest"
     archive, excluded = cfg["tmp_filename"], cfg["excluded_files"]
     state = _read_state()
     if state and state[0] == "failed" and state[1] == version and (not sha or state[3] == sha):

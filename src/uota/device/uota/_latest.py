@@ -9,7 +9,8 @@ def parse_latest(text):
     """`version;filename[;free_kB[;sha256[;name=value...]]]` -> (version, filename, free_kb,
     sha256 or None, {name: value} of the named fields, the text the signature covers or
     None). Named fields after the fourth are what the original's parser ignores: `size`,
-    `expires` and `sig`, the signature of everything before it, which comes last."""
+    `expires`, `rollout` (the percentage of devices offered the release) and `sig`, the
+    signature of everything before it, which comes last."""
     if len(text) > _LATEST_MAX + 2:
         raise VerifyError("latest is longer than %d bytes" % _LATEST_MAX)
     line = text.strip()
@@ -39,9 +40,11 @@ def parse_latest(text):
     for field in fields[4:]:
         name, _, value = field.partition("=")
         named[name.strip()] = value.strip()
-    for name in ("size", "expires"):
+    for name in ("size", "expires", "rollout"):
         if not named.get(name, "0").isdigit():
             raise VerifyError("latest: %s must be a whole number" % name)
+    if int(named.get("rollout", "0")) > 100:
+        raise VerifyError("latest: rollout is a percentage, at most 100")
     signed = None
     if "sig" in named:
         if not fields[-1].startswith("sig="):
