@@ -1,6 +1,6 @@
 """Staged rollouts from static files: `rollout=P` in `latest` offers a release to P % of the
 fleet. Each device decides from a bucket of its identity and the release (the device's own
-`_rollout`), so the share is P, a device's answer is stable, raising P only adds devices and
+`_fleet`), so the share is P, a device's answer is stable, raising P only adds devices and
 each release draws anew; real devices on a real server update accordingly."""
 
 import pytest
@@ -9,14 +9,14 @@ from support.standard import NEW, OLD, release
 
 from uota.__main__ import main
 from uota.build import build_release
-from uota.device.uota import _latest, _rollout
+from uota.device.uota import _latest, _fleet
 from uota.sign import keygen, verify_line
 
 FLEET = ["board-%05d" % n for n in range(10_000)]
 
 
 def offered(percent, version="1.1.0", fleet=FLEET):
-    return {identity for identity in fleet if _rollout.bucket(identity, version) < percent * 100}
+    return {identity for identity in fleet if _fleet.bucket(identity, version) < percent * 100}
 
 
 @pytest.mark.parametrize("percent", [1, 10, 50])
@@ -39,9 +39,9 @@ def test_every_runtime_draws_the_same_bucket(runtime, tmp_path):
     identities = FLEET[:40]
     device = Device(runtime, tmp_path / "device")
 
-    result = device.run("from uota import _rollout\nprint([_rollout.bucket(i, '1.1.0') for i in %r])" % identities)
+    result = device.run("from uota import _fleet\nprint([_fleet.bucket(i, '1.1.0') for i in %r])" % identities)
 
-    assert result.stdout.strip().splitlines()[-1] == str([_rollout.bucket(i, "1.1.0") for i in identities])
+    assert result.stdout.strip().splitlines()[-1] == str([_fleet.bucket(i, "1.1.0") for i in identities])
 
 
 def fleet_on(runtime, tmp_path, url, identities):
@@ -82,8 +82,8 @@ def test_without_a_device_id_the_board_identity_decides(tmp_path):
     # CPython stands in for machine.unique_id() with the hardware address
     from uota.device.uota._cpython import unique_id
 
-    assert _rollout.device_identity({}) == unique_id().hex()
-    assert _rollout.device_identity({"device_id": 7}) == "7"
+    assert _fleet.device_identity({}) == unique_id().hex()
+    assert _fleet.device_identity({"device_id": 7}) == "7"
 
 
 @pytest.fixture

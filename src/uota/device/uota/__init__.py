@@ -6,7 +6,7 @@
 #                        _response, _url, _latest; _pin when pinned) -> when uota.cfg
 #                        lists keys, check latest's signature (_signature) -> compare
 #                        versions; with a rollout, is this device offered it yet
-#                        (_rollout) -> GET the archive into tmp_filename, hashing as it
+#                        (_fleet) -> GET the archive into tmp_filename, hashing as it
 #                        streams, resumed with a Range request where an earlier try was
 #                        cut (_fetch) -> check the whole
 #                        archive (_verify, _tar: names, kinds, sizes, space; the files the
@@ -74,7 +74,7 @@ def _step(*names):
 # The modules each step loads, unloaded when it is done: MicroPython then frees their
 # code. Built here, as _unload runs when the heap may be full.
 _CFG_STEP = _step("_cfg")
-_FETCH_STEP = _step("_fetch", "_http", "_response", "_url", "_latest", "_pin", "_der", "_rollout")
+_FETCH_STEP = _step("_fetch", "_http", "_response", "_url", "_latest", "_pin", "_der", "_fleet")
 _SIGNATURE_STEP = _step("_signature", "_der")
 _VERIFY_STEP = _step("_verify", "_tar")
 _CHECK_STEP = _FETCH_STEP + _VERIFY_STEP + _SIGNATURE_STEP + _step("_cfg", "_paths")

@@ -145,7 +145,7 @@ def check_cfg(cfg):
     for key in ("url", "tmp_filename"):
         if not isinstance(cfg.get(key), str) or not cfg[key]:
             raise VerifyError("uota.cfg: %s must be a non-empty string" % key)
-    for key, kind in (("excluded_files", (list, tuple)), ("delete", (list, tuple)), ("headers", dict), ("local", (list, tuple)), ("timeout", (int, float)), ("min_rate", (int, float)), ("keys", (list, tuple)), ("pins", (list, tuple)), ("require_hash", bool)):
+    for key, kind in (("excluded_files", (list, tuple)), ("delete", (list, tuple)), ("headers", dict), ("local", (list, tuple)), ("timeout", (int, float)), ("min_rate", (int, float)), ("keys", (list, tuple)), ("pins", (list, tuple)), ("require_hash", bool), ("report", bool)):
         if key in cfg and not isinstance(cfg[key], kind):
             raise VerifyError("uota.cfg: %s has the wrong type" % key)
     if not 0 < cfg.get("timeout", 10) <= 3600 or not 0 < cfg.get("min_rate", 256) < 1 << 29:

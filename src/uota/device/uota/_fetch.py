@@ -25,7 +25,7 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
                 _log("info", "version %s is the newest" % current)
             return "newest"
     if "rollout" in named:  # offered to a share of the fleet: is this device in it yet?
-        from ._rollout import in_rollout
+        from ._fleet import in_rollout
 
         if not in_rollout(cfg, version, int(named["rollout"])):
             if not quiet:
@@ -68,9 +68,15 @@ def reach(cfg, pin, version):
 
 
 def fetch_latest(cfg, pin):
-    """(version, filename, free_kb, sha) of the latest at cfg's url, read into a bounded
-    buffer: a few bytes over the limit are read, so that parse_latest sees it is too long."""
-    response = _request(cfg["url"] + "latest", cfg, pin)
+    """parse_latest's fields of the latest at cfg's url, read into a bounded buffer: a few
+    bytes over the limit are read, so that parse_latest sees it is too long. The request
+    reports the device (_fleet) unless uota.cfg says 'report': False."""
+    report = None
+    if cfg.get("report", True):
+        from ._fleet import report
+
+        report = report(cfg)
+    response = _request(cfg["url"] + "latest", cfg, pin, 0, report)
     try:
         data = bytearray(_LATEST_MAX + 3)
         n = 0

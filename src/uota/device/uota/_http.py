@@ -95,11 +95,11 @@ class _Paced:
             sock.close()
 
 
-def _request(url, cfg, pin, offset=0):
+def _request(url, cfg, pin, offset=0, report=None):
     """GET url, following redirects; return a _Response for a 200 (or 206 from offset).
 
-    uota.cfg's headers (credentials) go only to the origin of its url; a redirect from
-    https to http is refused."""
+    uota.cfg's headers (credentials) and the `report` headers go only to the origin of its
+    url; a redirect from https to http is refused."""
     home = _split_url(cfg["url"])[:3]
     pins = list(cfg.get("pins", ()))  # the server's key may be any of them: a key rotates
     if pin:
@@ -124,7 +124,9 @@ def _request(url, cfg, pin, offset=0):
             elif pins:
                 raise VerifyError(_PIN_FAILED + " (no TLS to check)")
             stream = _Paced(sock, cfg)
-            headers = cfg.get("headers", {}) if (scheme, host, port) == home else {}
+            headers = {}
+            if (scheme, host, port) == home:
+                headers = dict(cfg.get("headers", {}), **report) if report else cfg.get("headers", {})
             _send_request(stream, host, port, path, headers, offset)
             line = bytearray(_LINE_MAX)
             head = _read_head(stream, line)
