@@ -1,6 +1,9 @@
-"""The `uota` command line: the command table, help, exit status and one-line errors."""
+"""The `uota` command line: the command table, help, exit status and one-line errors.
 
-import pytest
+Each command's own mistakes (a missing folder or file, a bad URL) are one-line errors in
+its own test file: test_build.py, test_serve.py, test_pin.py, test_init.py.
+"""
+
 from support.fixtures_servers import run_uota
 
 from uota import __main__ as cli
@@ -48,19 +51,3 @@ def test_command_error_is_one_line_on_stderr_with_status_1(monkeypatch, capsys):
     assert cli.main(["fail"]) == 1
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", "uota: the board is on fire\n")
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        pytest.param(("build", "nowhere", "--version", "1.0"), id="build-missing-folder"),
-        pytest.param(("serve", "nowhere", "--port", "0"), id="serve-missing-folder"),
-        pytest.param(("pin", "nowhere.pem"), id="pin-missing-file"),
-        pytest.param(("init", "--url", "nowhere"), id="init-bad-url"),
-    ],
-)
-def test_user_mistakes_never_show_a_traceback(tmp_path, args):
-    result = run_uota(*args, cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.startswith("uota: ") and result.stderr.count("\n") == 1
-    assert "Traceback" not in result.stderr
