@@ -11,9 +11,8 @@ import pytest
 
 from uota.build import build_release
 from uota.check import check_release
-from uota.pin import pins_for_certificate
 
-from support.fixtures_servers import run_uota
+from support.fixtures_servers import run_uota, server_pins
 from support.hostile import ARCHIVE_RULES, BAD_LATEST, publish_hostile
 from support.releases import device_cfg, file_member, publish, tar_members, write_tree
 
@@ -60,25 +59,29 @@ def test_url_without_trailing_slash_is_the_same_release(good_release, dist, uota
     assert check(uota_serve(dist).rstrip("/")).returncode == 0
 
 
-def test_tampered_archive_fails_on_its_hash(good_release, dist, uota_serve):
-    data = bytearray(good_release.archive_path.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # changed after `latest` was written
-    good_release.archive_path.write_bytes(bytes(data))
-
-    result = check(uota_serve(dist))
-
-    assert result.returncode == 1
-    assert "problem: firmware-1.1.0.tar.gz does not match latest's hash" in result.stdout
+def change_the_archive(release):
+    """A byte of the archive changed after `latest` was written."""
+    data = bytearray(release.archive_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    release.archive_path.write_bytes(bytes(data))
 
 
-def test_wrong_hash_in_latest_fails(good_release, dist, uota_serve):
+def change_latest_s_hash(release):
     wrong = hashlib.sha256(b"another archive").hexdigest()
-    good_release.latest_path.write_text(good_release.latest_line.replace(good_release.sha256, wrong) + "\n")
+    release.latest_path.write_text(release.latest_line.replace(release.sha256, wrong) + "\n")
+
+
+@pytest.mark.parametrize("spoil", [change_the_archive, change_latest_s_hash], ids=["tampered-archive", "wrong-hash-in-latest"])
+def test_archive_not_matching_latest_s_hash_fails(good_release, dist, uota_serve, spoil):
+    spoil(good_release)
+    latest_hash = good_release.latest_path.read_text().split(";")[3].strip()
+    archive_hash = hashlib.sha256(good_release.archive_path.read_bytes()).hexdigest()
 
     result = check(uota_serve(dist))
 
     assert result.returncode == 1
-    assert "latest says {}".format(wrong) in result.stdout
+    assert "problem: firmware-1.1.0.tar.gz does not match latest's hash: it is %s, latest says %s" % (
+        archive_hash, latest_hash) in result.stdout
 
 
 def test_missing_version_member_warns_for_the_original_s_devices(dist, uota_serve):
@@ -213,12 +216,6 @@ def test_server_ignoring_range_warns(good_release, dist, release_server):
     assert "bytes=0-0" in server.ranges
 
 
-def server_pins(url):
-    """The pins `uota pin URL` prints, as a user would copy them."""
-    printed = run_uota("pin", url).stdout
-    return dict(line.split() for line in printed.splitlines())
-
-
 @pytest.mark.parametrize("form", ["ucertpin", "spki"])
 def test_right_pin_passes_against_uota_serve_tls(good_release, dist, uota_serve, form):
     url = uota_serve(dist, tls=True)
@@ -234,15 +231,6 @@ def test_wrong_pin_fails_against_uota_serve_tls(good_release, dist, uota_serve):
 
     assert result.returncode == 1
     assert "the server's key does not match the pin" in result.stdout
-
-
-def test_pin_against_release_server_tls(good_release, dist, release_server, tls_identity):
-    context, certificate = tls_identity
-    server = release_server(dist, tls_context=context)
-    pins = pins_for_certificate(certificate)
-
-    assert check(server.url, "--pin", pins["spki"]).returncode == 0
-    assert check(server.url, "--pin", pins["spki"][::-1]).returncode == 1
 
 
 def test_a_release_moving_devices_from_https_to_http_fails(tmp_path, dist, release_server, tls_identity):

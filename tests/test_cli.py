@@ -1,5 +1,10 @@
-"""The `uota` command line: the command table, help, exit status and one-line errors."""
+"""The `uota` command line: the command table, help, exit status and one-line errors.
 
+Each command's own mistakes (a missing folder or file, a bad URL) are one-line errors in
+its own test file: test_build.py, test_serve.py, test_pin.py, test_init.py.
+"""
+
+<<<<<<< HEAD
 import os
 import signal
 import socket
@@ -8,6 +13,9 @@ import sys
 
 import pytest
 from support.fixtures_servers import run_uota, uota_command_env
+=======
+from support.fixtures_servers import run_uota
+>>>>>>> tests-merge
 
 from uota import __main__ as cli
 from uota.errors import CommandError
@@ -54,6 +62,7 @@ def test_command_error_is_one_line_on_stderr_with_status_1(monkeypatch, capsys):
     assert cli.main(["fail"]) == 1
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", "uota: the board is on fire\n")
+<<<<<<< HEAD
 
 
 @pytest.mark.parametrize(
@@ -114,3 +123,5 @@ def test_ctrl_c_is_status_130_and_no_traceback(tmp_path):
                 process.kill()
     assert process.returncode == 130
     assert stderr == ""
+=======
+>>>>>>> tests-merge

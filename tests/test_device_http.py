@@ -3,7 +3,7 @@ it did not mean, fill its flash, or hold it forever.
 
 Each test runs the real device module on each runtime (cpython, mp120, mp129) against real
 servers on 127.0.0.1: the release server of fixtures_http.py (which records the headers of
-every request), a TLS one, and a trickling one defined here.
+every request), a TLS one, and a fault_proxy.FaultProxy in front of it that trickles.
 
 - uota.cfg's headers go only to the origin of its url (scheme, host, port); a redirect from
   https to http is refused.
@@ -21,12 +21,11 @@ every request), a TLS one, and a trickling one defined here.
 import math
 import random
 import socket
-import threading
 import time
 
 import pytest
 
-from support.fault_proxy import fetch_response, head_length
+from support.fault_proxy import fetch_response, head_length, trickle
 from support.releases import assert_update_changes_nothing, publish, tar_cli, write_tree
 from support.standard import NEW, expected_after_update, make_device, release
 
@@ -371,74 +370,16 @@ def test_archive_exactly_as_large_as_latest_announces_is_installed(runtime, tmp_
 # ---------------------------------------------------------------- 5. min_rate
 
 
-class TrickleServer:
-    """A real TCP server on 127.0.0.1 that answers GET path with `responses[path]`: its
-    first `fast` bytes at once, then one byte every `interval` seconds. Other paths get
-    what `upstream` (a release server) sends, at once."""
-
-    def __init__(self, upstream, responses, interval=0.2, fast=0):
-        self.upstream = upstream
-        self.responses = responses
-        self.interval = interval
-        self.fast = fast
-        self.stopping = threading.Event()
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.url = "http://127.0.0.1:%d/" % self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def stop(self):
-        self.stopping.set()
-        self.listener.close()
-
-    def _accept(self):
-        while not self.stopping.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client):
-        with client:
-            client.settimeout(10)
-            try:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    data = client.recv(4096)
-                    if not data:
-                        return
-                    head += data
-                path = head.split(b" ")[1].decode()
-                if path not in self.responses:
-                    client.sendall(fetch_response(self.upstream, path))
-                    return
-                response = self.responses[path]
-                client.sendall(response[: self.fast])
-                for i in range(self.fast, len(response)):
-                    client.sendall(response[i : i + 1])
-                    if self.stopping.wait(self.interval):
-                        return
-            except OSError:
-                pass  # the device gave up
-
-
-@pytest.fixture
-def trickle_server():
-    servers = []
-
-    def start(*args, **kwargs):
-        servers.append(TrickleServer(*args, **kwargs))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
+def trickling(fault_proxy, server, paths, interval=0.2, fast=0):
+    """A proxy in front of server sending the responses for paths one byte every
+    interval (after the first `fast` bytes); the rest at once."""
+    slow = fault_proxy(server.url)
+    slow.faults.update((path, trickle(interval, fast)) for path in paths)
+    return slow
 
 
 def assert_given_up_at_min_rate(runtime, tmp_path, slow):
-    """An update from the trickling server `slow` fails within seconds, at min_rate, changing nothing."""
+    """An update through the trickling proxy `slow` fails within seconds, at min_rate, changing nothing."""
     device = make_device(runtime, tmp_path, slow.url, timeout=1, min_rate=64)
 
     started = time.monotonic()
@@ -449,28 +390,21 @@ def assert_given_up_at_min_rate(runtime, tmp_path, slow):
     assert elapsed < 8, "the trickle (tens of seconds) held the device"
 
 
-def test_server_trickling_latest_is_given_up_at_min_rate(runtime, tmp_path, dist, server, trickle_server):
-    release(dist, tmp_path)
-    slow = trickle_server(server.url, {"/latest": fetch_response(server.url, "/latest")})
-    assert_given_up_at_min_rate(runtime, tmp_path, slow)
-
-
-def test_server_trickling_the_archive_is_given_up_at_min_rate(runtime, tmp_path, dist, server, trickle_server):
+@pytest.mark.parametrize("what", ["latest", "archive"])
+def test_server_trickling_is_given_up_at_min_rate(runtime, tmp_path, dist, server, fault_proxy, what):
     archive = release(dist, tmp_path, with_hash=False)
-    path = "/" + archive.name
-    slow = trickle_server(server.url, {path: fetch_response(server.url, path)})
-    assert_given_up_at_min_rate(runtime, tmp_path, slow)
+    path = "/latest" if what == "latest" else "/" + archive.name
+    assert_given_up_at_min_rate(runtime, tmp_path, trickling(fault_proxy, server, [path]))
 
 
-def test_body_trickling_after_fast_headers_is_given_up_at_min_rate(runtime, tmp_path, dist, server, trickle_server):
+def test_body_trickling_after_fast_headers_is_given_up_at_min_rate(runtime, tmp_path, dist, server, fault_proxy):
     if runtime != "cpython":
         # MicroPython's readinto() fills the whole buffer: the body of `latest` arrives in
         # one read, and the check comes after it (here about 20 s); headers come a byte at a time.
         pytest.skip("a read on MicroPython returns when the buffer is full")
     release(dist, tmp_path)
-    response = fetch_response(server.url, "/latest")
-    slow = trickle_server(server.url, {"/latest": response}, fast=head_length(response))
-    assert_given_up_at_min_rate(runtime, tmp_path, slow)
+    fast = head_length(fetch_response(server.url, "/latest"))
+    assert_given_up_at_min_rate(runtime, tmp_path, trickling(fault_proxy, server, ["/latest"], fast=fast))
 
 
 def test_fast_server_updates_with_a_min_rate(runtime, tmp_path, dist, server):
@@ -484,13 +418,10 @@ def test_fast_server_updates_with_a_min_rate(runtime, tmp_path, dist, server):
     assert device.files() == expected_after_update(before, NEW)
 
 
-def test_slow_server_above_min_rate_updates(runtime, tmp_path, dist, server, trickle_server):
+def test_slow_server_above_min_rate_updates(runtime, tmp_path, dist, server, fault_proxy):
     # About 300 bytes/s for a few seconds, longer than the grace of one timeout: above 64.
     archive = release(dist, tmp_path)
-    path = "/" + archive.name
-    slow = trickle_server(
-        server.url, {p: fetch_response(server.url, p) for p in ("/latest", path)}, interval=0.003
-    )
+    slow = trickling(fault_proxy, server, ["/latest", "/" + archive.name], interval=0.003)
     device = make_device(runtime, tmp_path, slow.url, timeout=1, min_rate=64)
     before = device.files()
 

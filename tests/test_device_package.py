@@ -6,7 +6,7 @@ import json
 
 import pytest
 from support.fixtures_runtime import DEVICE_MODULE_DIR
-from support.unix_port import DEVICE_MANIFEST, UnixPortMissing, manifest_inputs, run, unix_micropython
+from support.unix_port import DEVICE_MANIFEST, manifest_inputs, run, unix_micropython_or_skip
 
 from uota.device import uota as device
 
@@ -39,10 +39,7 @@ def test_manifest_package_and_module_have_one_version():
 
 @pytest.fixture(scope="module")
 def frozen_firmware():
-    try:
-        return unix_micropython("1.28.0", DEVICE_MANIFEST)  # built once per content of the device code
-    except UnixPortMissing as error:
-        pytest.skip(str(error))
+    return unix_micropython_or_skip("1.28.0", DEVICE_MANIFEST)  # built once per content of the device code
 
 
 def test_firmware_built_with_the_manifest_imports_uota_frozen(frozen_firmware, tmp_path):

@@ -17,11 +17,8 @@ from support.standard import OLD, make_device, release
 
 
 @pytest.mark.parametrize("latest, reason", BAD_LATEST)
-def test_bad_latest_is_refused_before_download(runtime, tmp_path, release_server, latest, reason):
-    dist = tmp_path / "dist"
-    dist.mkdir()
+def test_bad_latest_is_refused_before_download(runtime, tmp_path, dist, server, latest, reason):
     (dist / "latest").write_text(latest)
-    server = release_server(dist)
     device = make_device(runtime, tmp_path, server.url)
 
     log = assert_update_changes_nothing(device, "False False")
@@ -31,11 +28,9 @@ def test_bad_latest_is_refused_before_download(runtime, tmp_path, release_server
 
 
 @pytest.mark.parametrize("members, reason", ARCHIVE_RULES + FLASH_RULES)
-def test_hostile_archive_changes_nothing_and_is_deleted(runtime, tmp_path, release_server, members, reason):
-    dist = tmp_path / "dist"
-    dist.mkdir()
+def test_hostile_archive_changes_nothing_and_is_deleted(runtime, tmp_path, dist, server, members, reason):
     publish_hostile(dist, members)
-    device = make_device(runtime, tmp_path, release_server(dist).url)
+    device = make_device(runtime, tmp_path, server.url)
 
     log = assert_update_changes_nothing(device, "False False")
 
@@ -43,14 +38,11 @@ def test_hostile_archive_changes_nothing_and_is_deleted(runtime, tmp_path, relea
     assert not (tmp_path / "outside.py").exists()
 
 
-def test_corrupt_archive_without_hash_is_refused_before_writing(runtime, tmp_path, release_server):
-    dist = tmp_path / "dist"
-    dist.mkdir()
+def test_corrupt_archive_without_hash_is_refused_before_writing(runtime, tmp_path, dist, server):
     archive = release(dist, tmp_path, with_hash=False)
     data = bytearray(archive.read_bytes())
     data[len(data) // 2] ^= 0xFF
     archive.write_bytes(bytes(data))
-    server = release_server(dist)
     device = make_device(runtime, tmp_path, server.url)
 
     log = assert_update_changes_nothing(device, "False False")
@@ -59,12 +51,9 @@ def test_corrupt_archive_without_hash_is_refused_before_writing(runtime, tmp_pat
     assert "uota: archive is not a valid gzip file" in log or "uota: archive has a corrupt tar header" in log
 
 
-def test_not_a_gzip_file_is_refused(runtime, tmp_path, release_server):
-    dist = tmp_path / "dist"
-    dist.mkdir()
+def test_not_a_gzip_file_is_refused(runtime, tmp_path, dist, server):
     (dist / "fw.tar.gz").write_bytes(b"<html>oops</html>" * 40)
     publish(dist, "1.1.0", dist / "fw.tar.gz", with_hash=False)
-    server = release_server(dist)
     device = make_device(runtime, tmp_path, server.url)
 
     log = assert_update_changes_nothing(device, "False False")
@@ -72,9 +61,7 @@ def test_not_a_gzip_file_is_refused(runtime, tmp_path, release_server):
     assert "uota: archive is not a gzip file" in log or "uota: archive is not a valid gzip file" in log
 
 
-def test_decompression_bomb_is_refused_before_writing(runtime, tmp_path, release_server):
-    dist = tmp_path / "dist"
-    dist.mkdir()
+def test_decompression_bomb_is_refused_before_writing(runtime, tmp_path, dist, server):
     info = tarfile.TarInfo("bomb.bin")
     info.size = 64 * 1024 * 1024  # far beyond the free space of a board
     archive = dist / "bomb.tar.gz"
@@ -82,7 +69,6 @@ def test_decompression_bomb_is_refused_before_writing(runtime, tmp_path, release
         tar.addfile(tarfile.TarInfo("main.py"))
         tar.addfile(info, _Zeros(info.size))
     publish(dist, "1.1.0", archive, with_hash=False)
-    server = release_server(dist)
     device = make_device(runtime, tmp_path, server.url)
     before = device.files()
     write_tree(device.root, {})
@@ -136,12 +122,10 @@ def test_bad_cfg_values_are_a_clear_error(runtime, tmp_path, cfg, reason):
     assert "uota: " + reason in log
 
 
-def test_version_member_that_is_not_text_is_refused(runtime, tmp_path, release_server):
-    dist = tmp_path / "dist"
-    dist.mkdir()
+def test_version_member_that_is_not_text_is_refused(runtime, tmp_path, dist, server):
     archive = tar_members(dist / "fw.tar.gz", [file_member("main.py", b"x"), file_member("version", b"\xff\xfe")])
     publish(dist, "1.1.0", archive)
-    device = make_device(runtime, tmp_path, release_server(dist).url)
+    device = make_device(runtime, tmp_path, server.url)
 
     log = assert_update_changes_nothing(device, "False False")
     assert "not text" in log
@@ -150,15 +134,12 @@ def test_version_member_that_is_not_text_is_refused(runtime, tmp_path, release_s
 # Boards have no symbolic links, but a device folder on CPython may: the update never
 # writes or deletes through one.
 @pytest.fixture
-def linked_device(tmp_path, release_server):
+def linked_device(tmp_path, dist, server):
     """A CPython device whose `shared` is a link to a folder outside its root."""
-    dist = tmp_path / "dist"
-    dist.mkdir()
     outside = write_tree(tmp_path / "outside", {"secret.txt": "keep\n"})
-    url = release_server(dist).url
-    device = make_device("cpython", tmp_path, url)
+    device = make_device("cpython", tmp_path, server.url)
     (device.root / "shared").symlink_to(outside, target_is_directory=True)
-    device.url = url
+    device.url = server.url
     return device, dist, outside
 
 
@@ -195,11 +176,9 @@ def test_deleting_a_link_removes_the_link_not_what_it_points_to(linked_device):
     assert (outside / "secret.txt").read_text() == "keep\n"
 
 
-def test_running_out_of_ram_while_checking_the_archive_ends_cleanly(runtime, tmp_path, release_server):
-    dist = tmp_path / "dist"
-    dist.mkdir()
+def test_running_out_of_ram_while_checking_the_archive_ends_cleanly(runtime, tmp_path, dist, server):
     release(dist, tmp_path)
-    device = make_device(runtime, tmp_path, release_server(dist).url)
+    device = make_device(runtime, tmp_path, server.url)
     before = device.files()
 
     result, log = device.call(

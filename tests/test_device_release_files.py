@@ -179,10 +179,7 @@ def board(request, tmp_path, server):
     root = write_tree(tmp_path / "board", with_device_code(dict(DEVICE, **{"uota.cfg": device_cfg(server.url)})))
     if request.param == "mp129":
         return BoardOnWasm("micropython-1.29", root)
-    try:
-        return BoardOnUnixPort(unix_port.unix_micropython("1.20.0"), root)
-    except unix_port.UnixPortMissing as error:
-        pytest.skip(str(error))
+    return BoardOnUnixPort(unix_port.unix_micropython_or_skip("1.20.0"), root)
 
 
 def test_a_release_built_with_mpy_replaces_the_py_files_of_the_previous_one(board, dist, tmp_path):

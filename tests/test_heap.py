@@ -19,7 +19,7 @@ import pytest
 
 import heap as bench  # bench/heap.py: the same releases, devices and scripts
 from support.releases import read_tree
-from support.unix_port import UnixPortMissing, compile_tree, run, unix_micropython
+from support.unix_port import compile_tree, run, unix_micropython_or_skip
 
 # The budget: a heap (KiB) in which a fresh device completes check_for_updates() then
 # install_new_firmware() of the reference release built with `uota build`'s default 4 KB
@@ -38,10 +38,7 @@ VERSIONS = [pytest.param(version, id="mp" + version.replace(".", "")[:3]) for ve
 
 @pytest.fixture(scope="module")
 def binaries():
-    try:
-        return {version: unix_micropython(version) for version in bench.VERSIONS}
-    except UnixPortMissing as error:
-        pytest.skip(str(error))
+    return {version: unix_micropython_or_skip(version) for version in bench.VERSIONS}
 
 
 @pytest.fixture(scope="module")

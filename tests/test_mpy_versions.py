@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 from support.fixtures_servers import run_uota
-from support.unix_port import UnixPortMissing, mpy_cross, run, unix_micropython
+from support.unix_port import mpy_cross, run, unix_micropython_or_skip
 
 from uota.build import describe_mpy
 from uota.init import init_project
@@ -78,12 +78,16 @@ def test_a_bad_mpy_cross_is_a_one_line_error_and_writes_nothing(project, tmp_pat
     assert not (tmp_path / "dist").exists()
 
 
+def extract(archive, folder):
+    """A release archive unpacked into folder, as a board holds it; returns folder."""
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def micropython_120():
-    try:
-        return unix_micropython("1.20.0")
-    except UnixPortMissing as error:
-        pytest.skip(str(error))
+    return unix_micropython_or_skip("1.20.0")
 
 
 @pytest.mark.parametrize("compiler", ["1.20.0", "pypi"])
@@ -92,9 +96,7 @@ def test_mpy_release_of_an_init_project_runs_on_micropython_120(micropython_120,
     result = run_uota("build", project, "--version", "1.1.0", "--out", tmp_path / "dist", "--mpy", *args)
     assert result.returncode == 0, result.stderr
     assert "to .mpy version 6 (bytecode): loads on MicroPython 1.19 and newer" in result.stdout
-    board = tmp_path / "board"
-    with tarfile.open(tmp_path / "dist" / "firmware-1.1.0.tar.gz") as archive:
-        archive.extractall(board)
+    board = extract(tmp_path / "dist" / "firmware-1.1.0.tar.gz", tmp_path / "board")
     compiled = sorted((board / "lib").rglob("*.mpy"))
     assert compiled and not list((board / "lib").rglob("*.py"))
     assert {path.read_bytes()[:2] for path in compiled} == {b"M\x06"}
@@ -107,16 +109,7 @@ def test_mpy_release_of_an_init_project_runs_on_micropython_120(micropython_120,
 
 @pytest.fixture(scope="module")
 def micropython_117():
-    try:
-        return unix_micropython("1.17.0")
-    except UnixPortMissing as error:
-        pytest.skip(str(error))
-
-
-def extract(archive, folder):
-    with tarfile.open(archive) as tar:
-        tar.extractall(folder)
-    return folder
+    return unix_micropython_or_skip("1.17.0")
 
 
 @pytest.mark.parametrize("form", [".py", ".mpy"])

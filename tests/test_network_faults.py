@@ -25,7 +25,6 @@ from uota.serve import start_server
 
 from support.fault_proxy import (
     STALL_SECONDS,
-    FaultProxy,
     drop_after,
     fetch_response,
     flip_byte,
@@ -92,10 +91,8 @@ def release_dir(shared_server):
 
 
 @pytest.fixture
-def proxy(shared_server):
-    proxy = FaultProxy(shared_server.url)
-    yield proxy
-    proxy.stop()
+def proxy(shared_server, fault_proxy):
+    return fault_proxy(shared_server.url)
 
 
 def url_path(release_dir, name):
@@ -129,32 +126,29 @@ def assert_whole(device, before, archive, log, kept_may_be_corrupt=False):
     return "unchanged"
 
 
-@pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"]))
-def test_connection_dropped_anywhere_changes_nothing(runtime, tmp_path, release_dir, proxy, path, where):
-    archive = release(release_dir, tmp_path)
-    target, response = aim(proxy, release_dir, archive, path)
-    proxy.faults[target] = drop_after(position(where, response))
-    device = faulty_device(runtime, tmp_path, proxy, release_dir)
-    before = device.files()
-
-    result, log = device.update()
-
-    assert result == "False False", log
-    assert assert_whole(device, before, archive, log) == "unchanged"
-
-
 RESET_POINTS = {
     "cpython": ["first-byte", "status-line", "header-body-boundary", "last-byte"] + SAMPLES[:2],
     "micropython-1.20": ["header-body-boundary", SAMPLES[2]],
     "micropython-1.29": ["status-line", SAMPLES[3]],
 }
+CUTS = {"dropped": drop_after, "reset": reset_after}  # a FIN, or an RST
 
 
-@pytest.mark.parametrize("runtime, path, where", sweep(["latest", "archive"], RESET_POINTS))
-def test_connection_reset_changes_nothing(runtime, tmp_path, release_dir, proxy, path, where):
+def cut_sweep():
+    """(cut, runtime, path, where) cases: a dropped connection at every runtime's points,
+    a reset one at fewer (RESET_POINTS)."""
+    return [
+        pytest.param(cut, *case.values, id="%s-%s" % (cut, case.id))
+        for cut, points in (("dropped", FEW_POINTS), ("reset", RESET_POINTS))
+        for case in sweep(["latest", "archive"], points)
+    ]
+
+
+@pytest.mark.parametrize("cut, runtime, path, where", cut_sweep())
+def test_connection_dropped_or_reset_anywhere_changes_nothing(runtime, tmp_path, release_dir, proxy, cut, path, where):
     archive = release(release_dir, tmp_path)
     target, response = aim(proxy, release_dir, archive, path)
-    proxy.faults[target] = reset_after(position(where, response))
+    proxy.faults[target] = CUTS[cut](position(where, response))
     device = faulty_device(runtime, tmp_path, proxy, release_dir)
     before = device.files()
 

@@ -130,12 +130,9 @@ def test_the_releases_differ_in_version_and_files(releases):
 # ---------------------------------------------------------------- the sweeps
 
 
-def test_power_cut_at_any_block_write_leaves_old_or_new_release_on_littlefs(releases):
-    assert_never_bricked(sweep_flash(flash.LittleFs, releases, LITTLEFS_CUTS))
-
-
-def test_power_cut_at_any_sector_write_leaves_old_or_new_release_on_fat(releases):
-    assert_never_bricked(sweep_flash(flash.Fat, releases, FAT_CUTS))
+@pytest.mark.parametrize("filesystem, cuts", [(flash.LittleFs, LITTLEFS_CUTS), (flash.Fat, FAT_CUTS)], ids=["littlefs", "fat"])
+def test_power_cut_at_any_flash_write_leaves_old_or_new_release(releases, filesystem, cuts):
+    assert_never_bricked(sweep_flash(filesystem, releases, cuts))
 
 
 @pytest.mark.parametrize("filesystem", [flash.LittleFs, flash.Fat], ids=["littlefs", "fat"])

@@ -220,7 +220,7 @@ def test_unreadable_certificate_is_a_one_line_error(served_dir, tmp_path):
 def test_missing_dist_is_a_one_line_error(tmp_path):
     result = run_uota("serve", tmp_path / "nowhere", "--port", 0)
     assert (result.returncode, result.stderr.count("\n")) == (1, 1)
-    assert "does not exist" in result.stderr
+    assert result.stderr.startswith("uota: ") and "does not exist" in result.stderr
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])

@@ -8,7 +8,8 @@ import pytest
 
 from uota.build import build_release
 
-from support.fixtures_servers import run_uota
+from support.fixtures_runtime import RUNTIME_IDS
+from support.fixtures_servers import run_uota, server_pins
 from support.releases import device_cfg, read_tree, write_tree
 
 OLD = {"main.py": "print('old')\n", "lib/util.py": "A = 1\n", "wifi.json": '{"ssid": "home"}\n', "version": "1.0.0\n"}
@@ -38,19 +39,26 @@ def assert_updated(root, before, result):
     assert "check_for_updates: True" in lines
     assert "install_new_firmware: True" in lines
     assert lines[-1] == "version after: 1.1.0"
+    assert "INFO:uota:installed version 1.1.0" in lines
     files = read_tree(root)
     assert files["main.py"] == b"print('new')\n" and files["lib/more.py"] == b"B = 3\n"
     assert files["wifi.json"] == before["wifi.json"]  # excluded_files in uota.cfg
 
 
-def test_simulate_updates_device_from_uota_serve(runtime, tmp_path, built_dist, uota_serve):
-    root = make_device(tmp_path, uota_serve(built_dist))
+def hosts_and_runtimes(cases):
+    """(host fixture, runtime, ...) cases with readable ids: uota-serve-mp129-spki."""
+    return [pytest.param(*case, id="-".join([case[0].replace("_", "-"), RUNTIME_IDS[case[1]], *case[2:]])) for case in cases]
+
+
+@pytest.mark.parametrize("host, device_runtime", hosts_and_runtimes([
+    ("uota_serve", "cpython"), ("uota_serve", "micropython-1.20"), ("uota_serve", "micropython-1.29"),
+    ("nginx", "cpython"), ("nginx", "micropython-1.29"),
+]))
+def test_simulate_updates_device_from_a_static_host(request, tmp_path, built_dist, host, device_runtime):
+    root = make_device(tmp_path, request.getfixturevalue(host)(built_dist))
     before = read_tree(root)
 
-    result = simulate(root, "--runtime", runtime)
-
-    assert_updated(root, before, result)
-    assert "INFO:uota:installed version 1.1.0" in result.stdout.splitlines()
+    assert_updated(root, before, simulate(root, "--runtime", device_runtime))
 
 
 def test_up_to_date_device_is_success_and_unchanged(tmp_path, built_dist, uota_serve):
@@ -117,31 +125,20 @@ def test_failed_step_exits_1_with_the_device_reason_naming_host_and_port(device_
     assert read_tree(root) == before
 
 
-@MP_AND_CPYTHON
-def test_simulate_updates_device_from_nginx(device_runtime, tmp_path, built_dist, nginx):
-    root = make_device(tmp_path, nginx(built_dist))
-    before = read_tree(root)
-
-    assert_updated(root, before, simulate(root, "--runtime", device_runtime))
-
-
-def server_pins(url):
-    printed = run_uota("pin", url).stdout
-    return dict(line.split() for line in printed.splitlines())
-
-
-@MP_AND_CPYTHON
-def test_simulate_updates_device_from_nginx_https_with_pin(device_runtime, tmp_path, built_dist, nginx):
-    url = nginx(built_dist, tls=True)
+@pytest.mark.parametrize("host, device_runtime, form", hosts_and_runtimes([
+    ("nginx", "cpython", "ucertpin"), ("nginx", "micropython-1.29", "ucertpin"), ("uota_serve", "cpython", "spki"),
+]))
+def test_simulate_updates_device_over_https_with_the_server_s_pin(request, tmp_path, built_dist, host, device_runtime, form):
+    url = request.getfixturevalue(host)(built_dist, tls=True)
     root = make_device(tmp_path, url)
     before = read_tree(root)
 
-    result = simulate(root, "--runtime", device_runtime, "--pin", server_pins(url)["ucertpin"])
+    result = simulate(root, "--runtime", device_runtime, "--pin", server_pins(url)[form])
 
     assert_updated(root, before, result)
 
 
-@MP_AND_CPYTHON
+@pytest.mark.parametrize("device_runtime", ["cpython", "micropython-1.29"])
 def test_wrong_pin_refuses_nginx_https(device_runtime, tmp_path, built_dist, nginx):
     root = make_device(tmp_path, nginx(built_dist, tls=True))
     before = read_tree(root)
@@ -151,13 +148,3 @@ def test_wrong_pin_refuses_nginx_https(device_runtime, tmp_path, built_dist, ngi
     assert result.returncode == 1
     assert "Certificate pinning failed" in result.stdout
     assert read_tree(root) == before
-
-
-def test_simulate_updates_device_from_uota_serve_tls_with_its_pin(tmp_path, built_dist, uota_serve):
-    url = uota_serve(built_dist, tls=True)
-    root = make_device(tmp_path, url)
-    before = read_tree(root)
-
-    result = simulate(root, "--pin", server_pins(url)["spki"])
-
-    assert_updated(root, before, result)

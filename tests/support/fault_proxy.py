@@ -12,7 +12,9 @@ A fault acts on the bytes of a response, headers and body counted together from 
     flip_byte(n, mask)   send the whole response with byte n xor-ed with mask
     truncate_body(n)     remove Content-Length, so that only the closing of the connection
                          ends the body, and send n bytes of the body
-    trickle(interval)    send the whole response one byte per interval
+    trickle(interval, fast=0)
+                         send the first `fast` bytes at once, then the rest of the
+                         response one byte per interval
 `strip_range = True` removes Range from requests, as a proxy that does not know it does.
 `proxy.requests` lists the request heads received, as text.
 
@@ -38,6 +40,7 @@ class Fault:
     flips: dict = field(default_factory=dict)  # byte offset -> xor mask
     body_limit: int = None  # the body is cut to this many bytes and its length removed
     interval: float = 0  # seconds between bytes
+    fast: int = 0  # with interval: bytes sent at once before the first wait
 
 
 def drop_after(n):
@@ -60,8 +63,8 @@ def truncate_body(n):
     return Fault(body_limit=n)
 
 
-def trickle(interval):
-    return Fault(interval=interval)
+def trickle(interval, fast=0):
+    return Fault(interval=interval, fast=fast)
 
 
 def head_length(response):
@@ -162,7 +165,9 @@ class FaultProxy:
             response[offset] ^= mask
         end = len(response) if fault.after is None else min(fault.after, len(response))
         if fault.interval:
-            for i in range(end):
+            start = min(fault.fast, end)
+            client.sendall(response[:start])
+            for i in range(start, end):
                 client.sendall(response[i : i + 1])
                 if self._stopping.wait(fault.interval):
                     return

@@ -11,6 +11,7 @@ Requests with `Range: bytes=N-` get a 206 from byte N unless `server.honour_rang
 `server.ranges` lists the Range headers received, `server.heads` (path, headers) of
 every request.
 `silent_server()` accepts connections and never answers.
+`fault_proxy(url)` puts a fault_proxy.FaultProxy in front of the server at url.
 """
 
 import http.server
@@ -23,6 +24,8 @@ import pytest
 
 from uota.pin import load_certificate_file
 from uota.serve import make_self_signed_certificate
+
+from support.fault_proxy import FaultProxy
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -121,6 +124,20 @@ def release_server():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def fault_proxy():
+    """fault_proxy(url) starts a FaultProxy in front of the server at url; all stop at teardown."""
+    proxies = []
+
+    def start(upstream_url):
+        proxies.append(FaultProxy(upstream_url))
+        return proxies[-1]
+
+    yield start
+    for proxy in proxies:
+        proxy.stop()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
     uota_serve(dist, tls=False) -> base URL     runs `python -m uota serve --port 0`
     nginx(dist, tls=False, cert=None, key=None) -> base URL
     run_uota(*args) -> CompletedProcess          (a plain function for tests)
+    server_pins(url) -> {form: pin}              what `uota pin URL` prints
 
 Both are factories; every server they start is stopped at teardown. nginx is
 required: when it is missing the fixture fails (run `make deps`).
@@ -167,3 +168,9 @@ def run_uota(*args, cwd=None, env=None):
         cwd=cwd, env=dict(uota_command_env(), **(env or {})),
         capture_output=True, text=True, timeout=120,
     )
+
+
+def server_pins(url):
+    """The pins `uota pin URL` prints, as a user would copy them: {form: hex}."""
+    printed = run_uota("pin", url).stdout
+    return dict(line.split() for line in printed.splitlines())

@@ -98,10 +98,10 @@ def device_cfg(url, **extra):
     return repr(cfg)
 
 
-def assert_update_changes_nothing(device, expected_result):
+def assert_update_changes_nothing(device, expected_result, **check_args):
     """Run an update that must not happen: the device's files stay byte-identical. Returns its log."""
     before = device.files()
-    result, log = device.update()
+    result, log = device.update(**check_args)
     assert result == expected_result, log
     assert device.files() == before
     return log

@@ -12,7 +12,8 @@ peak heap, what decides whether an update runs on a board.
 
 The binaries are built by ../shared/micropython/build.sh (beside this repository) from
 source kits of MicroPython's tags, with no network. Without that folder, unix_micropython()
-raises UnixPortMissing, whose text says how to build the same binary; tests skip with it.
+raises UnixPortMissing, whose text says how to build the same binary; tests skip with it
+(unix_micropython_or_skip).
 """
 
 import fcntl
@@ -152,6 +153,17 @@ def unix_micropython(version, manifest=None) -> Path:
         finally:
             shutil.rmtree(partial, ignore_errors=True)
     return binary
+
+
+def unix_micropython_or_skip(version, manifest=None) -> Path:
+    """unix_micropython() for a test: without the build kit the test is skipped, with the
+    text that says how to build the same binary."""
+    import pytest  # only the tests skip; the benchmarks call unix_micropython()
+
+    try:
+        return unix_micropython(version, manifest)
+    except UnixPortMissing as error:
+        pytest.skip(str(error))
 
 
 def mpy_cross(version) -> Path:
