@@ -4,7 +4,6 @@ Each command's own mistakes (a missing folder or file, a bad URL) are one-line e
 its own test file: test_build.py, test_serve.py, test_pin.py, test_init.py.
 """
 
-<<<<<<< HEAD
 import os
 import signal
 import socket
@@ -13,9 +12,6 @@ import sys
 
 import pytest
 from support.fixtures_servers import run_uota, uota_command_env
-=======
-from support.fixtures_servers import run_uota
->>>>>>> tests-merge
 
 from uota import __main__ as cli
 from uota.errors import CommandError
@@ -62,23 +58,6 @@ def test_command_error_is_one_line_on_stderr_with_status_1(monkeypatch, capsys):
     assert cli.main(["fail"]) == 1
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", "uota: the board is on fire\n")
-<<<<<<< HEAD
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        pytest.param(("build", "nowhere", "--version", "1.0"), id="build-missing-folder"),
-        pytest.param(("serve", "nowhere", "--port", "0"), id="serve-missing-folder"),
-        pytest.param(("pin", "nowhere.pem"), id="pin-missing-file"),
-        pytest.param(("init", "--url", "nowhere"), id="init-bad-url"),
-    ],
-)
-def test_user_mistakes_never_show_a_traceback(tmp_path, args):
-    result = run_uota(*args, cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.startswith("uota: ") and result.stderr.count("\n") == 1
-    assert "Traceback" not in result.stderr
 
 
 # An error no command foresaw, met for real: the output goes to a full disk (/dev/full).
@@ -123,5 +102,3 @@ def test_ctrl_c_is_status_130_and_no_traceback(tmp_path):
                 process.kill()
     assert process.returncode == 130
     assert stderr == ""
-=======
->>>>>>> tests-merge

@@ -50,7 +50,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    """Offer a built release to P % of the devices (sign again when it is signed)."""
+    """Offer a built release to P percent of the devices (signed again when it is signed)."""
     if (args.signer or args.expires is not None) and not args.key:
         raise CommandError("--signer and --expires sign the release: give --key too")
     line = set_rollout(args.dist, args.percent, args.key, args.signer, args.expires)

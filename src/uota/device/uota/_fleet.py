@@ -20,13 +20,17 @@ def bucket(identity, version):
 
 
 def device_identity(cfg):
-    """uota.cfg's device_id, else the board's machine.unique_id() in hex."""
+    """uota.cfg's device_id, else the board's machine.unique_id() in hex ("unknown" on a
+    MicroPython port without one)."""
     if "device_id" in cfg:
         return str(cfg["device_id"])
     try:
         from machine import unique_id
-    except ImportError:  # CPython
-        from ._cpython import unique_id
+    except ImportError:  # CPython, and MicroPython's unix and WebAssembly ports
+        try:
+            from ._cpython import unique_id
+        except ImportError:
+            return "unknown"
     return _hex(unique_id())
 
 
