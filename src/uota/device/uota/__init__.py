@@ -2,7 +2,7 @@
 #
 # The update flow, top to bottom, in this module; each step loads only the code it needs
 # and drops it when done:
-#   check_for_updates(): read uota.cfg (_cfg) -> recover -> GET latest (_fetch, _http,
+#   check_for_updates(): read uota.cfg (_cfg) -> recover -> who asks (_fleet) -> GET latest (_fetch, _http,
 #                        _response, _url, _latest; _pin when pinned) -> when uota.cfg
 #                        lists keys, check latest's signature (_signature) -> compare
 #                        versions; with a rollout, is this device offered it yet
@@ -76,8 +76,9 @@ def _step(*names):
 _CFG_STEP = _step("_cfg")
 _FETCH_STEP = _step("_fetch", "_http", "_response", "_url", "_latest", "_pin", "_der", "_fleet")
 _SIGNATURE_STEP = _step("_signature", "_der")
+_FLEET_STEP = _step("_fleet")
 _VERIFY_STEP = _step("_verify", "_tar")
-_CHECK_STEP = _FETCH_STEP + _VERIFY_STEP + _SIGNATURE_STEP + _step("_cfg", "_paths")
+_CHECK_STEP = _FETCH_STEP + _VERIFY_STEP + _SIGNATURE_STEP + _FLEET_STEP + _step("_cfg", "_paths")
 _INSTALL_STEP = _step("_install", "_tar", "_paths")
 
 
@@ -99,7 +100,7 @@ def check_for_updates(version_check=True, quiet=False, pubkey_hash=b""):
 def _check(quiet, version_check, pubkey_hash):
     cfg = _device_cfg()
     _recover(quiet)
-    latest = _fetch_latest(cfg, pubkey_hash)
+    latest = _fetch_latest(cfg, pubkey_hash, _report(cfg))
     if cfg.get("keys"):  # before the version's order: an expired latest is a freeze attack
         _unload(_FETCH_STEP)  # the signature's big integers get the heap the HTTP code had
         _check_signature(cfg, latest)
@@ -143,11 +144,24 @@ def _device_cfg():
     return cfg
 
 
-def _fetch_latest(cfg, pubkey_hash):
-    gc.collect()  # _cfg's code is garbage: the HTTP code loads low, not around it
+def _report(cfg):
+    """The headers that report this device with its request for latest, unless uota.cfg
+    says 'report': False. Made before the HTTP code loads, so it does not split the heap."""
+    if not cfg.get("report", True):
+        return None
+    gc.collect()  # _cfg's code is garbage: _fleet loads low, not around it
+    from ._fleet import report
+
+    report = report(cfg)
+    _unload(_FLEET_STEP)
+    return report
+
+
+def _fetch_latest(cfg, pubkey_hash, report):
+    gc.collect()  # _fleet's code is garbage: the HTTP code loads low, not around it
     from ._fetch import fetch_latest
 
-    return fetch_latest(cfg, pubkey_hash)
+    return fetch_latest(cfg, pubkey_hash, report)
 
 
 def _check_signature(cfg, latest):

@@ -67,15 +67,10 @@ def reach(cfg, pin, version):
         raise VerifyError("the release moves updates to %s, which offers only %s" % (cfg["url"], served))
 
 
-def fetch_latest(cfg, pin):
+def fetch_latest(cfg, pin, report=None):
     """parse_latest's fields of the latest at cfg's url, read into a bounded buffer: a few
-    bytes over the limit are read, so that parse_latest sees it is too long. The request
-    reports the device (_fleet) unless uota.cfg says 'report': False."""
-    report = None
-    if cfg.get("report", True):
-        from ._fleet import report
-
-        report = report(cfg)
+    bytes over the limit are read, so that parse_latest sees it is too long. `report`:
+    headers that say which device asks (_fleet's)."""
     response = _request(cfg["url"] + "latest", cfg, pin, 0, report)
     try:
         data = bytearray(_LATEST_MAX + 3)
