@@ -9,7 +9,7 @@ import argparse
 import sys
 import traceback
 
-from . import build, check, demo, init, pin, rollout, serve, sign, simulate
+from . import build, check, demo, fleet, init, pin, rollout, serve, sign, simulate
 from .errors import CommandError
 
 # name -> (handler, argparse-configuring function), as in mpremote's table.
@@ -23,6 +23,7 @@ COMMANDS = {
     "init": (init.run, init.add_arguments),
     "check": (check.run, check.add_arguments),
     "simulate": (simulate.run, simulate.add_arguments),
+    "fleet": (fleet.run, fleet.add_arguments),
     "demo": (demo.run, demo.add_arguments),
 }
 

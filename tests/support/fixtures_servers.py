@@ -1,7 +1,8 @@
 """Real servers on 127.0.0.1 hosting a release folder: `uota serve` and nginx.
 
     uota_serve(dist, tls=False) -> base URL     runs `python -m uota serve --port 0`
-    nginx(dist, tls=False, cert=None, key=None) -> base URL
+    nginx(dist, tls=False, cert=None, key=None) -> base URL; nginx.access_logs[url]: its
+                                                 access log, in `uota fleet`'s format
     run_uota(*args) -> CompletedProcess          (a plain function for tests)
     server_pins(url) -> {form: pin}              what `uota pin URL` prints
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from uota.fleet import NGINX_LOG_FORMAT
 from uota.serve import make_self_signed_certificate
 
 SRC_DIR = Path(__file__).resolve().parent.parent.parent / "src"
@@ -78,7 +80,8 @@ pid {work}/nginx.pid;
 error_log {work}/error.log info;
 events {{ worker_connections 64; }}
 http {{
-    access_log {work}/access.log;
+    {log_format}
+    access_log {work}/access.log uota;
     client_body_temp_path {work}/client_body;
     proxy_temp_path {work}/proxy;
     fastcgi_temp_path {work}/fastcgi;
@@ -143,7 +146,7 @@ def nginx(tmp_path_factory):
             conf = work / "nginx.conf"
             conf.write_text(
                 NGINX_CONF.format(
-                    work=work, port=port, ssl=" ssl" if tls else "", tls_files=tls_files,
+                    work=work, port=port, ssl=" ssl" if tls else "", tls_files=tls_files, log_format=NGINX_LOG_FORMAT,
                     dist=Path(dist).resolve(),
                 )
             )
@@ -153,9 +156,12 @@ def nginx(tmp_path_factory):
             )
             processes.append(process)
             if _wait_for_port(port, process, error_log):
-                return "{}://127.0.0.1:{}/".format("https" if tls else "http", port)
+                url = "{}://127.0.0.1:{}/".format("https" if tls else "http", port)
+                start.access_logs[url] = work / "access.log"  # in `uota fleet`'s format
+                return url
         pytest.fail("nginx did not start:\n{}".format(error_log.read_text()))
 
+    start.access_logs = {}  # url -> its access log
     yield start
     for process in processes:
         _stop(process)
