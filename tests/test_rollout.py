@@ -4,6 +4,7 @@ fleet. Each device decides from a bucket of its identity and the release (the de
 each release draws anew; real devices on a real server update accordingly."""
 
 import pytest
+from support.fixtures_servers import run_uota
 from support.releases import Device, device_cfg, write_tree
 from support.standard import NEW, OLD, release
 
@@ -132,3 +133,11 @@ def test_build_with_a_rollout_writes_it(tmp_path):
     write_tree(src, {"main.py": NEW["main.py"]})
     assert main(["build", str(src), "--version", "1.1.0", "--out", str(tmp_path / "dist"), "--rollout", "5"]) == 0
     assert latest_fields(tmp_path / "dist")[4] == {"rollout": "5"}
+
+
+def test_check_says_to_how_many_devices_latest_offers_the_release(built, release_server):
+    assert main(["rollout", str(built), "25"]) == 0
+
+    result = run_uota("check", release_server(built).url)
+
+    assert "rollout:   offered to 25 % of devices" in result.stdout, result.stdout + result.stderr

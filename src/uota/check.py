@@ -72,6 +72,7 @@ class Report:
     sha256: Optional[str] = None  # as `latest` gives it
     size: Optional[int] = None  # as a signed `latest` gives it
     signature: Optional[str] = None  # who signed latest and until when, when keys were given
+    rollout: Optional[int] = None  # the percentage of devices latest offers the release to
     archive_size: Optional[int] = None
     archive_sha256: Optional[str] = None  # as downloaded
     range_status: Optional[int] = None  # the answer to `Range: bytes=0-0`
@@ -218,6 +219,8 @@ def _judge_latest(report, body):
         return None
     if "size" in named:
         report.size = int(named["size"])
+    if "rollout" in named:
+        report.rollout = int(named["rollout"])
     if report.sha256 is None:
         report.warnings.append("latest has no SHA-256: devices cannot verify the download, nor resume it")
     if not report.free_kb:
@@ -514,6 +517,8 @@ def format_report(report) -> List[str]:
         ]
     if report.signature is not None:
         lines.append("signed:    {}".format(report.signature))
+    if report.rollout is not None:
+        lines.append("rollout:   offered to {} % of devices (uota rollout DIST 100: to all)".format(report.rollout))
     if report.device_need is not None:
         lines.append("install:   {} kB free at its peak on an empty device".format(-(-report.device_need // 1024)))
     if report.range_status is not None:
