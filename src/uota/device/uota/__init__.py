@@ -49,17 +49,20 @@ from ._core import (VERSION, _STATE, _TMP_SUFFIX, DownloadError, UotaError, Veri
 _FAILURES = (UotaError, OSError, ValueError, MemoryError)  # built once: a full heap may raise here
 _MICROPYTHON = sys.implementation.name == "micropython"
 _CHUNK = const(1024)  # the archive's check reads it through one buffer of this size
+_last_error = None  # why the last call of this boot failed, for status()
 
 
 def _public(action, quiet, a=None, b=None):
     # Closures and argument tuples would be allocated before the try: a nearly full heap
     # must still end in False, not in a MemoryError.
+    global _last_error
     try:
         return action(quiet, a, b)
     except _FAILURES as e:
         gc.collect()
         try:
-            _log("error", "uota: %s" % (e,))
+            _last_error = "%s" % (e,)
+            _log("error", "uota: " + _last_error)
         except MemoryError:
             pass
         return False
@@ -229,6 +232,18 @@ def _install_downloaded(quiet, _a, _b):
     gc.collect()  # one free stretch for the gzip window
     _install(state, quiet)
     return True
+
+
+def status():
+    """What the application may report: {"version": installed, "pending": a release
+    downloaded or downloading, "failed": a release that failed to install (not tried
+    again), "error": why this boot's last call failed}; None where there is none."""
+    from ._fleet import status
+
+    try:
+        return status(_last_error)
+    finally:
+        _unload(_FLEET_STEP)
 
 
 def recover(quiet=False):

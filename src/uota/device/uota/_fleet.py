@@ -50,3 +50,11 @@ def report(cfg):
     if state:
         result = "%s:%s" % ({"partial": "pending", "ready": "pending", "retry": "installing"}.get(state[0], state[0]), state[1])
     return {"X-Uota-Device": identity, "X-Uota-Version": version, "X-Uota-Result": result}
+
+
+def status(error):
+    """uota.status()'s dict, with `error` as this boot's last error."""
+    state = _read_state()
+    phase, version = state[:2] if state else (None, None)
+    return {"version": _read_version(), "pending": version if phase in ("partial", "ready") else None,
+            "failed": version if phase == "failed" else None, "error": error}
