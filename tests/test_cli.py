@@ -90,7 +90,9 @@ def test_ctrl_c_is_status_130_and_no_traceback(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
         process = subprocess.Popen(
             [sys.executable, "-m", "uota", "check", "http://127.0.0.1:{}/".format(silent.getsockname()[1])],
-            cwd=tmp_path, env=uota_command_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            cwd=tmp_path, env=uota_command_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            # as from a terminal: a suite started in the background inherits SIGINT ignored
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             silent.settimeout(60)
             connection, _ = silent.accept()  # uota is waiting for `latest`
