@@ -6,6 +6,7 @@ nginx over HTTP and HTTPS); the device runs on CPython and on real MicroPython (
 
 import pytest
 
+from uota.__main__ import main
 from uota.build import build_release
 
 from support.fixtures_runtime import RUNTIME_IDS
@@ -38,7 +39,7 @@ def assert_updated(root, before, result):
     assert lines[0] == "version before: 1.0.0"
     assert "check_for_updates: True" in lines
     assert "install_new_firmware: True" in lines
-    assert lines[-1] == "version after: 1.1.0"
+    assert lines[-2:] == ["version after: 1.1.0", "boot 1: ended"]  # and the new main.py runs
     assert "INFO:uota:installed version 1.1.0" in lines
     files = read_tree(root)
     assert files["main.py"] == b"print('new')\n" and files["lib/more.py"] == b"B = 3\n"
@@ -82,7 +83,7 @@ def test_no_install_downloads_but_leaves_files(tmp_path, built_dist, uota_serve)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "check_for_updates: True" in result.stdout.splitlines()
     assert "install_new_firmware" not in result.stdout
-    assert result.stdout.splitlines()[-1] == "version after: 1.0.0"
+    assert result.stdout.splitlines()[-2] == "version after: 1.0.0"
     after = read_tree(root)
     assert after.pop("fw.tmp") == (built_dist / "firmware-1.1.0.tar.gz").read_bytes()  # the download
     after.pop("uota.state")  # and its record: verified, ready to install
@@ -117,7 +118,7 @@ def test_failed_step_exits_1_with_the_device_reason_naming_host_and_port(device_
     result = simulate(root, "--runtime", device_runtime)
 
     assert result.returncode == 1
-    lines = result.stdout.splitlines()
+    lines = result.stdout.splitlines()[1:]  # after the updater line
     assert lines[1:3] == ["recover: nothing to finish", "ERROR:uota:cannot connect to 127.0.0.1:1: [Errno 111] "
                           + ("Connection refused" if device_runtime == "cpython" else "ECONNREFUSED")]
     assert lines[3] == "check_for_updates: False"
@@ -148,3 +149,58 @@ def test_wrong_pin_refuses_nginx_https(device_runtime, tmp_path, built_dist, ngi
     assert result.returncode == 1
     assert "Certificate pinning failed" in result.stdout
     assert read_tree(root) == before
+
+
+def released(tmp_path, files, version="1.1.0", mpy=False):
+    """A release of OLD's app with `files` changed, built into tmp_path/dist."""
+    build_release(write_tree(tmp_path / ("app-" + version), dict(NEW, **files)), version, tmp_path / "dist", mpy=mpy)
+    return tmp_path / "dist"
+
+
+@MP_AND_CPYTHON
+def test_a_release_whose_main_py_raises_fails_its_boot(device_runtime, tmp_path, uota_serve):
+    dist = released(tmp_path, {"main.py": "import lib.util\nprint(1 / 0)\n"})
+    root = make_device(tmp_path, uota_serve(dist))
+
+    result = simulate(root, "--runtime", device_runtime)
+
+    assert result.returncode == 1
+    assert "install_new_firmware: True" in result.stdout  # installed, and yet:
+    assert result.stdout.splitlines()[-1].startswith("boot 1: failed: ZeroDivisionError")
+
+
+@MP_AND_CPYTHON
+def test_an_application_that_resets_or_keeps_running_has_booted(device_runtime, tmp_path, uota_serve):
+    dist = released(tmp_path, {"main.py": "import machine\nmachine.reset()\n", "lib/loop.py": "while True:\n    pass\n"})
+    root = make_device(tmp_path, uota_serve(dist))
+    assert simulate(root, "--runtime", device_runtime).stdout.splitlines()[-1] == "boot 1: reset"
+    (root / "main.py").write_text("import loop\n")
+
+    result = simulate(root, "--runtime", device_runtime, "--boots", "2", "--boot-timeout", "3")
+
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.splitlines()[-2:] == ["boot 1: running after 3.0 s", "boot 2: running after 3.0 s"]
+
+
+def test_an_mpy_release_fails_to_boot_where_the_runtime_cannot_load_it(tmp_path, uota_serve):
+    dist = released(tmp_path, {"main.py": "import lib.fresh\n", "lib/fresh.py": "F = 1\n"}, mpy=True)
+    root = make_device(tmp_path, uota_serve(dist))
+
+    result = simulate(root, "--runtime", "cpython")
+
+    assert result.returncode == 1
+    assert "install_new_firmware: True" in result.stdout
+    assert result.stdout.splitlines()[-1].startswith("boot 1: failed: ModuleNotFoundError: No module named 'lib.fresh'")
+
+
+def test_micropython_runs_the_updater_the_device_has_installed(tmp_path, built_dist, uota_serve):
+    root = make_device(tmp_path, uota_serve(built_dist))
+    assert main(["init", str(root)]) == 0  # the device code in lib/uota, as on a board
+    with open(root / "lib" / "uota" / "__init__.py", "a") as own:
+        own.write("\nprint('the device\\'s own updater')\n")
+
+    result = simulate(root, "--runtime", "micropython-1.29")
+
+    assert result.returncode == 0, result.stdout
+    assert "updater: the device's own, lib/uota" in result.stdout
+    assert "the device's own updater" in result.stdout
