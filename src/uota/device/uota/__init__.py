@@ -2,21 +2,22 @@
 #
 # The update flow, top to bottom, in this module; each step loads only the code it needs
 # and drops it when done:
-#   check_for_updates(): read uota.cfg (_cfg) -> recover -> who asks (_fleet) -> GET latest (_fetch, _http,
-#                        _response, _url, _latest; _pin when pinned) -> when uota.cfg
-#                        lists keys, check latest's signature (_signature) -> compare
-#                        versions; with a rollout, is this device offered it yet
-#                        (_fleet) -> GET the archive into tmp_filename, hashing as it
-#                        streams, resumed with a Range request where an earlier try was
-#                        cut (_fetch) -> check the whole
-#                        archive (_verify, _tar: names, kinds, sizes, space; the files the
-#                        installed release listed in uota.files that this one drops) ->
-#                        check the delete list, the release's uota.cfg's if it has one, and
-#                        merge that uota.cfg with the device's own settings (_cfg) ->
-#                        when it moves updates to another url or pins, GET latest there:
-#                        it must offer this release or a newer one (_fetch); the keys it
-#                        trusts must be keys (_signature) -> record it as
-#                        ready, with what the install needs to know
+#   check_for_updates(): read uota.cfg (_cfg) -> recover -> the report of who asks
+#                        (_fleet) -> GET latest (_fetch, _http, _response, _url,
+#                        _latest; _pin when pinned) -> when uota.cfg lists keys, check
+#                        latest's signature (_signature) -> compare versions; with a
+#                        rollout, is this device offered it yet (_fleet) -> GET the
+#                        archive into tmp_filename, hashing as it streams, resumed with
+#                        a Range request where an earlier try was cut (_fetch) -> check
+#                        the whole archive (_verify, _tar: names, kinds, sizes, space;
+#                        the files the installed release listed in uota.files that this
+#                        one drops) -> check the delete list, the release's uota.cfg's if
+#                        it has one, and merge that uota.cfg with the device's own
+#                        settings (_cfg) -> when it moves updates to another url or
+#                        pins, GET latest there: it must offer this release or a newer
+#                        one (_fetch); the keys it trusts must be keys (_signature) ->
+#                        record it as ready, with what the install needs to know
+#   status():            installed, pending and failed versions, the last error (_fleet)
 #   install_new_firmware(): journal "installing" -> one pass over the archive (_install,
 #                        _tar) writing every file beside its target, renamed over ->
 #                        delete list, then the dropped files -> version (the commit) ->
@@ -126,8 +127,8 @@ def _check(quiet, version_check, pubkey_hash):
 def _judge_download(cfg, pubkey_hash):
     """Every check of the whole download that uota.state records (`uota check` runs exactly
     these): the archive, the delete list, the release's uota.cfg, the url and pins it moves
-    updates to and the keys it trusts. (that record, the delete list, the flash the install needs, the uota.cfg
-    text the install writes or None), or VerifyError."""
+    updates to and the keys it trusts. (that record, the delete list, the flash the install
+    needs, the uota.cfg text the install writes or None), or VerifyError."""
     state, release_cfg, need, dropped = _check_archive(cfg)
     _unload(_VERIFY_STEP)
     delete, new_cfg, final = _plan_cfg(release_cfg, cfg, dropped)
