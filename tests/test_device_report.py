@@ -4,7 +4,7 @@ what it runs and how its last update went, in headers any web server's access lo
 server on 127.0.0.1."""
 
 import pytest
-from support.releases import device_cfg, write_tree
+from support.releases import write_tree
 from support.standard import make_device, release
 
 
