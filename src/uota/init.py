@@ -65,6 +65,16 @@ BOOT_SNIPPET = """\
 # uota: before the app starts, finish an install that a power cut interrupted (or retry,
 # once, one that failed). Without uota's journal there is nothing to do: uota is not loaded.
 import os
+try:  # new device code is written whole: put it in place before importing it
+    os.stat('uota.swap')
+    _home = open('uota.swap').read()
+    for _name in os.listdir(_home):
+        if _name.endswith('.uota-new'):
+            os.rename(_home + '/' + _name, _home + '/' + _name[:-9])
+    os.remove('uota.swap')
+    del _home
+except OSError:
+    pass
 for _name in ('uota.state', 'uota.state.uota-new'):  # the journal, or it mid-rename on FAT
     try:
         os.stat(_name)
@@ -79,6 +89,19 @@ del os, _name
 
 # What older versions of `uota init` wrote; replaced by BOOT_SNIPPET.
 OLD_BOOT_SNIPPETS = (
+    "# uota: before the app starts, finish an install that a power cut interrupted (or retry,\n"
+    "# once, one that failed). Without uota's journal there is nothing to do: uota is not loaded.\n"
+    "import os\n"
+    "for _name in ('uota.state', 'uota.state.uota-new'):  # the journal, or it mid-rename on FAT\n"
+    "    try:\n"
+    "        os.stat(_name)\n"
+    "    except OSError:\n"
+    "        continue\n"
+    "    import uota\n"
+    "    uota.recover()\n"
+    "    del uota\n"
+    "    break\n"
+    "del os, _name\n",
     "# uota: finish or roll back an interrupted update before anything else runs.\n"
     "import uota\n"
     "uota.recover()\n",

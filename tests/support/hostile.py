@@ -65,6 +65,8 @@ HOSTILE_MEMBERS = [
     pytest.param([file_member("version", b"6.6.6\n")], "the archive's version file does not say 1.1.0", id='version-disagrees'),
     pytest.param([file_member("fw.tmp", b"x")], "archive would overwrite 'fw.tmp'", id='overwrites-the-archive'),
     pytest.param([file_member("uota.state", b"x")], "archive would overwrite 'uota.state'", id='overwrites-the-state'),
+    # boot.py would rename every *.uota-new in the folder it names over its target
+    pytest.param([file_member("uota.swap", b"lib")], "archive would overwrite 'uota.swap'", id='plants-the-swap-marker'),
     pytest.param([file_member("main.py/inner.py", b"x")], "archive has 'main.py' as both a file and a folder", id='file-under-a-file'),
     pytest.param([file_member("new", b"x"), file_member("new/inner.py", b"x")], "archive has 'new' as both a file and a folder", id='file-then-under-it'),
     pytest.param([file_member("new/inner.py", b"x"), file_member("new", b"x")], "archive has 'new' as both a file and a folder", id='under-it-then-file'),
@@ -145,6 +147,7 @@ BAD_DELETES = [
     pytest.param([cfg_member(delete=["version"])], "uota.cfg: delete may not name 'version'", id='delete-version'),
     pytest.param([cfg_member(delete=["fw.tmp"])], "uota.cfg: delete may not name 'fw.tmp'", id='delete-archive'),
     pytest.param([cfg_member(delete=["uota.state"])], "uota.cfg: delete may not name 'uota.state'", id='delete-state'),
+    pytest.param([cfg_member(delete=["uota.swap"])], "uota.cfg: delete may not name 'uota.swap'", id='delete-swap-marker'),
 ]
 
 MALFORMED_MEMBERS = [

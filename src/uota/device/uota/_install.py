@@ -1,12 +1,15 @@
 # Install: one pass over the archive that check_for_updates() checked, writing each file
-# beside its target and renaming it over, under the journal.
+# beside its target and renaming it over, under the journal. New device code (a release
+# that updates uota itself) is renamed in place as a group once all of it is written, so
+# that a reset never leaves a mix of old and new modules for boot.py to import: uota.swap
+# marks the group complete, and boot.py's snippet finishes the renames before it imports.
 
 import os
 
-from ._core import (_STATE, _TMP_SUFFIX, VerifyError, _clear_state, _copy, _exists, _finish_rename,
+from ._core import (_STATE, _SWAP, _TMP_SUFFIX, VerifyError, _clear_state, _copy, _exists, _finish_rename,
                     _free_bytes, _is_dir, _is_link, _log, _read_version, _remove, _stat, _write_atomic,
                     _write_state, const)
-from ._paths import _excluded, _new_parent, _parents
+from ._paths import _HOME, _excluded, _new_parent, _parents
 from ._tar import _Tar
 
 _CHUNK = const(1024)
@@ -37,6 +40,7 @@ def _apply(state, quiet):
     version, excluded = state[1], state[5]
     buf = memoryview(bytearray(_CHUNK))
     made = ""
+    home = ""  # the running device code's folder, as the release spells it, when it ships code there
     tar = _Tar(state[4], buf)
     try:
         path = tar.next()  # the window is allocated now, while nothing has changed yet
@@ -52,10 +56,18 @@ def _apply(state, quiet):
                 if path == "uota.cfg" and state[8] is not None:
                     _write_atomic(path, state[8])  # the release's, with the device's own settings
                 elif not tar.is_dir:
-                    _write_member(tar, path, buf)
+                    key = path.lower()
+                    group = key.startswith(_HOME) and "/" not in key[len(_HOME):]
+                    if group:
+                        home = path[: len(_HOME) - 1]
+                    _write_member(tar, path, buf, not group)
             path = tar.next()
     finally:
         tar.close()
+    if home:
+        _write_atomic(_SWAP, home)
+        swap_in(home)
+        _remove(_SWAP)
     for entry in state[6]:
         if entry[0] != ":":
             _remove_tree(entry)
@@ -73,12 +85,13 @@ def _makedirs(path):
             os.mkdir(step)
 
 
-def _write_member(tar, path, buf):
+def _write_member(tar, path, buf, rename=True):
     tmp = path + _TMP_SUFFIX
     try:
         with open(tmp, "wb") as f:
             _copy(tar, buf, f.write)
-        os.rename(tmp, path)  # the file is always its old or its new content
+        if rename:
+            os.rename(tmp, path)  # the file is always its old or its new content
     except Exception:  # not a power cut: leave no temporary file behind
         try:
             _finish_rename(path)
@@ -86,6 +99,14 @@ def _write_member(tar, path, buf):
             pass
         _remove(tmp)
         raise
+
+
+def swap_in(folder):
+    """Rename every *.uota-new in folder over its target: what boot.py's snippet does,
+    before it imports uota, while uota.swap is there (init.BOOT_SNIPPET)."""
+    for name in os.listdir(folder):
+        if name.endswith(_TMP_SUFFIX):
+            os.rename(folder + "/" + name, folder + "/" + name[: -len(_TMP_SUFFIX)])
 
 
 def _remove_tree(path):

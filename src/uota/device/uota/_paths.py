@@ -5,6 +5,9 @@ from ._core import VerifyError, const
 _NAME_MAX = const(255)  # longest member path
 _COMPONENT_MAX = const(246)  # 255, the longest name on littlefs and FAT, less the suffix
 _FAT_REFUSES = '\\:*?"<>|'
+# The running device code's folder, "lib/uota/" as mip installs it, lower-cased: no release
+# removes it, and an install puts new device code in place as a group.
+_HOME = __file__[: __file__.rfind("/") + 1].lstrip("/").lower() or "/"
 
 
 def _safe_path(name):

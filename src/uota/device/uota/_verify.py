@@ -4,14 +4,12 @@
 
 import os
 
-from ._core import (_OWN_FILES, _STATE, _TMP_SUFFIX, VerifyError, _exists, _free_bytes, _is_dir, _is_link, _read_state,
+from ._core import (_OWN_FILES, _STATE, _SWAP, _TMP_SUFFIX, VerifyError, _exists, _free_bytes, _is_dir, _is_link, _read_state,
                     _stat, const)
-from ._paths import _excluded, _new_parent, _parents, _safe_path
+from ._paths import _HOME, _excluded, _new_parent, _parents, _safe_path
 from ._tar import _Tar
 
 _FILES = "uota.files"
-# The running device code's folder ("lib/uota/" as mip installs it): no release removes it.
-_HOME = __file__[: __file__.rfind("/") + 1].lstrip("/").lower() or "/"
 _PATHS_MAX = const(2000)  # distinct files and folders one archive may name
 _CFG_MAX = const(4096)  # the largest uota.cfg
 
@@ -26,7 +24,7 @@ def check_archive(cfg, buf):
     first = tar.next()
     state = _read_state()
     version = state[1]
-    protected = (archive.lower(), _STATE)  # compared lower-cased, as FAT finds names
+    protected = (archive.lower(), _STATE, _SWAP)  # compared lower-cased, as FAT finds names
     release_cfg = None
     listed = False  # whether the release lists its files
     ships_home = False  # whether it ships device code where the running one is
@@ -115,7 +113,7 @@ def overwrites(path, archive):
     (tmp_filename): the download, uota's journal, a file being written, or another
     spelling of uota's own files (FAT finds names whatever their case). `uota build`
     refuses such a source file with this rule."""
-    return _overwrites(path, path.lower(), (archive.lower(), _STATE))
+    return _overwrites(path, path.lower(), (archive.lower(), _STATE, _SWAP))
 
 
 def _overwrites(path, key, protected):
