@@ -316,3 +316,20 @@ def test_a_project_set_up_by_init_key_installs_only_its_signed_releases(runtime,
 
     assert main(["build", str(project), "--version", "1.1.0", "--out", str(dist), "--key", str(keys["a"][0])]) == 0
     assert installed(device)["version"] == b"1.1.0"
+
+
+def test_a_release_may_move_updates_only_to_a_url_whose_latest_is_signed(runtime, tmp_path, dist, server,
+                                                                          release_server, keys):
+    mirror_dist = tmp_path / "mirror"
+    mirror_dist.mkdir()
+    mirror = release_server(mirror_dist)
+    device = trusting(runtime, tmp_path, server.url, keys, "a")
+    line = signed(dist, tmp_path, keys, "a", "1.1.0", rotation_release(mirror.url, keys, ["a"]))
+    shutil.copy(dist / "firmware-1.1.0.tar.gz", mirror_dist)
+    republish(mirror_dist, _unsigned(line))  # the mirror offers the release, unsigned
+
+    log = assert_update_changes_nothing(device, "False False")
+    assert "moves updates to %s, where latest fails: latest is not signed" % mirror.url in log
+
+    republish(mirror_dist, line)
+    assert installed(device)["uota.cfg"].decode().count(mirror.url) == 1

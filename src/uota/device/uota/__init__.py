@@ -15,7 +15,8 @@
 #                        it has one, and merge that uota.cfg with the device's own
 #                        settings (_cfg) -> when it moves updates to another url or
 #                        pins, GET latest there: it must offer this release or a newer
-#                        one (_fetch); the keys it trusts must be keys (_signature) ->
+#                        one (_fetch), signed by the keys it trusts, which must be keys
+#                        (_signature) ->
 #                        record it as ready, with what the install needs to know
 #   status():            installed, pending and failed versions, the last error (_fleet)
 #   install_new_firmware(): journal "installing" -> one pass over the archive (_install,
@@ -133,10 +134,9 @@ def _judge_download(cfg, pubkey_hash):
     _unload(_VERIFY_STEP)
     delete, new_cfg, final = _plan_cfg(release_cfg, cfg, dropped)
     _unload(_CFG_STEP)
+    keys = _check_keys(final["keys"], cfg) if final and final.get("keys") else None
     if final and (final["url"] != cfg["url"] or final.get("pins") != cfg.get("pins")):
-        _reach(final, pubkey_hash, state[1])
-    if final and final.get("keys"):
-        _check_keys(final["keys"], cfg)
+        _reach(final, pubkey_hash, state[1], keys)
     return state, delete, need, new_cfg
 
 
@@ -196,17 +196,20 @@ def _plan_cfg(release_cfg, cfg, dropped):
     return plan_cfg(release_cfg, cfg, dropped)
 
 
-def _reach(cfg, pubkey_hash, version):
+def _reach(cfg, pubkey_hash, version, keys):
+    gc.collect()
     from ._fetch import reach
 
-    reach(cfg, pubkey_hash, version)
+    reach(cfg, pubkey_hash, version, keys)
 
 
 def _check_keys(keys, cfg):
     gc.collect()
     from ._signature import check_keys
 
-    check_keys(keys, cfg, bytearray(_CHUNK))
+    texts = check_keys(keys, cfg, bytearray(_CHUNK))
+    _unload(_VERIFY_STEP + _SIGNATURE_STEP)
+    return texts
 
 
 def install_new_firmware(quiet=False):

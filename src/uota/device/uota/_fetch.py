@@ -56,11 +56,18 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
     return "downloaded"
 
 
-def reach(cfg, pin, version):
+def reach(cfg, pin, version, keys=None):
     """VerifyError unless the url a release moves updates to (cfg's) serves a latest that
-    offers `version` or a newer one: a device sent elsewhere must be able to update again."""
+    offers `version` or a newer one, signed by one of `keys` ({path: PEM text}, the keys the
+    device trusts after the install) when it has any: a device sent elsewhere must be able
+    to update again."""
     try:
-        served = fetch_latest(cfg, pin)[0]
+        latest = fetch_latest(cfg, pin)
+        served = latest[0]
+        if keys:
+            from ._signature import check_signature, unix_time
+
+            check_signature(list(keys), latest[5], latest[4], unix_time(), keys.get)
     except (UotaError, OSError, ValueError) as e:
         raise VerifyError("the release moves updates to %s, where latest fails: %s" % (cfg["url"], e))
     if compare_versions(served, version) < 0:

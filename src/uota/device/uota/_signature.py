@@ -60,13 +60,16 @@ def check_signature(keys, signed, named, now, read=_read_text):
 
 
 def check_keys(keys, cfg, buf):
-    """VerifyError unless each key file the device trusts after the install, the release's
-    or else the device's own, is a public key it can check signatures with."""
+    """{path: PEM text} of the key files the device trusts after the install, the release's
+    or else the device's own; VerifyError unless each is a key it can check signatures with."""
     from ._verify import shipped
 
     texts = shipped(cfg, buf, keys)
     for path in keys:
-        key_spki(texts[path] if path in texts else _read_text(path), path)
+        if path not in texts:
+            texts[path] = _read_text(path)
+        key_spki(texts[path], path)
+    return texts
 
 
 def key_spki(pem, path):
