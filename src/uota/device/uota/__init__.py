@@ -126,10 +126,10 @@ def _check(quiet, version_check, pubkey_hash):
 
 
 def _judge_download(cfg, pubkey_hash):
-    """Every check of the whole download that uota.state records (`uota check` runs exactly
-    these): the archive, the delete list, the release's uota.cfg, the url and pins it moves
-    updates to and the keys it trusts. (that record, the delete list, the flash the install
-    needs, the uota.cfg text the install writes or None), or VerifyError."""
+    # Every check of the whole download that uota.state records (`uota check` runs exactly
+    # these): the archive, the delete list, the release's uota.cfg, the url and pins it moves
+    # updates to and the keys it trusts. (that record, the delete list, the flash the install
+    # needs, the uota.cfg text the install writes or None), or VerifyError.
     state, release_cfg, need, dropped = _check_archive(cfg)
     _unload(_VERIFY_STEP)
     delete, new_cfg, final = _plan_cfg(release_cfg, cfg, dropped)
@@ -149,8 +149,8 @@ def _device_cfg():
 
 
 def _report(cfg):
-    """The headers that report this device with its request for latest, unless uota.cfg
-    says 'report': False. Made before the HTTP code loads, so it does not split the heap."""
+    # The headers that report this device with its request for latest, unless uota.cfg
+    # says 'report': False. Made before the HTTP code loads, so it does not split the heap.
     if not cfg.get("report", True):
         return None
     gc.collect()  # _cfg's code is garbage: _fleet loads low, not around it
@@ -261,7 +261,7 @@ def recover(quiet=False):
 
 
 def _recover(quiet, _a=None, _b=None):
-    """Finish an interrupted install; True when one was completed."""
+    # Finish an interrupted install; True when one was completed.
     state = _read_state()
     if not state or state[0] not in ("installing", "retry"):
         return False

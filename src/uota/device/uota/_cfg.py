@@ -10,7 +10,7 @@ from ._url import _check_headers, _split_url
 
 
 def parse_cfg(text):
-    """Read the uota.cfg dict literal without eval: literals only, code is refused."""
+    # Read the uota.cfg dict literal without eval: literals only, code is refused.
     try:
         value, pos = _literal(text, _skip(text, 0), 0)
     except (ValueError, TypeError) as e:  # a bad escape, an unhashable key
@@ -137,11 +137,10 @@ def _parse_own():
 
 
 def check_cfg(cfg):
-    """cfg with its paths canonical (excluded_files lower-cased), or VerifyError.
-
-    The device's own uota.cfg and a release's pass the same checks, so that no release
-    can leave a device that cannot read its configuration or update again.
-    """
+    # cfg with its paths canonical (excluded_files lower-cased), or VerifyError.
+    #
+    # The device's own uota.cfg and a release's pass the same checks, so that no release
+    # can leave a device that cannot read its configuration or update again.
     for key in ("url", "tmp_filename"):
         if not isinstance(cfg.get(key), str) or not cfg[key]:
             raise VerifyError("uota.cfg: %s must be a non-empty string" % key)
@@ -171,7 +170,7 @@ def check_cfg(cfg):
 
 
 def _entries(cfg, key):
-    """cfg[key] as canonical paths, none of them the root."""
+    # cfg[key] as canonical paths, none of them the root.
     out = []
     for entry in cfg.get(key, ()):
         if not isinstance(entry, str) or not _safe_path(entry):
@@ -184,15 +183,15 @@ _TO_HTTP = "uota.cfg: the release moves updates from https to plain http; its uo
 
 
 def moves_to_http(url, new):
-    """Whether the release uota.cfg `new` moves a device polling `url` from https to plain
-    http without saying 'allow_http': True (`uota check` reports it with this rule)."""
+    # Whether the release uota.cfg `new` moves a device polling `url` from https to plain
+    # http without saying 'allow_http': True (`uota check` reports it with this rule).
     return url.startswith("https:") and not new["url"].startswith("https:") and new.get("allow_http") is not True
 
 
 def _with_own_settings(new):
-    """(the text of the release's uota.cfg `new` with the device's own settings kept, None
-    when they change nothing; that configuration, checked): its device_id, headers and the
-    keys it lists under local keep their values, and its excluded_files stay excluded."""
+    # (the text of the release's uota.cfg `new` with the device's own settings kept, None
+    # when they change nothing; that configuration, checked): its device_id, headers and the
+    # keys it lists under local keep their values, and its excluded_files stay excluded.
     own = _parse_own()
     merged = dict(new)
     for key in ("device_id", "headers", "local") + tuple(own.get("local", ())):
@@ -211,17 +210,16 @@ def _with_own_settings(new):
 
 
 def plan_cfg(release_cfg, cfg, dropped):
-    """(the delete list the install applies, the uota.cfg text it writes or None to write
-    the release's as it is, the configuration the device has after the install or None
-    when it keeps its own). release_cfg: the release's uota.cfg text, None when it has none.
-
-    The delete list is the release's, else the device's; VerifyError if it names what it may
-    not (the key files the device trusts after the install among them), if the release moves
-    updates from https to http without saying 'allow_http': True (a pinned device could
-    never update again), or if it drops the keys of a device that checks signatures. Then
-    each file of `dropped` (the previous release's that this one does not ship) that the
-    delete list may name, ":"-prefixed: the install removes it only while it is a file.
-    """
+    # (the delete list the install applies, the uota.cfg text it writes or None to write
+    # the release's as it is, the configuration the device has after the install or None
+    # when it keeps its own). release_cfg: the release's uota.cfg text, None when it has none.
+    #
+    # The delete list is the release's, else the device's; VerifyError if it names what it may
+    # not (the key files the device trusts after the install among them), if the release moves
+    # updates from https to http without saying 'allow_http': True (a pinned device could
+    # never update again), or if it drops the keys of a device that checks signatures. Then
+    # each file of `dropped` (the previous release's that this one does not ship) that the
+    # delete list may name, ":"-prefixed: the install removes it only while it is a file.
     final = None
     if release_cfg is None:
         delete, text = cfg["delete"], None
@@ -243,7 +241,7 @@ def plan_cfg(release_cfg, cfg, dropped):
 
 
 def _kept(entry, kept):
-    """Why the install may not remove entry, or None."""
+    # Why the install may not remove entry, or None.
     key = entry.lower()
     for name in kept:  # neither the entry, nor a folder holding it, nor one under it
         if _excluded(key, (name,)) or _excluded(name, (key,)):

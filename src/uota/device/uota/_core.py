@@ -81,7 +81,7 @@ def _exists(path):
 
 
 def _is_dir(st):
-    """Whether a stat result (None for a missing path) is a directory's."""
+    # Whether a stat result (None for a missing path) is a directory's.
     return st is not None and st[0] & 0x4000 != 0
 
 
@@ -108,8 +108,8 @@ def _finish_rename(path):
 
 
 def _read_text(path):
-    """path's text, or None when it cannot be read. Looked for first: on MicroPython 1.20's
-    unix port a failed open() leaves an object whose finaliser closes another descriptor."""
+    # path's text, or None when it cannot be read. Looked for first: on MicroPython 1.20's
+    # unix port a failed open() leaves an object whose finaliser closes another descriptor.
     if not _exists(path):
         return None
     try:
@@ -133,8 +133,8 @@ def _free_bytes():
 
 
 def _copy(src, buf, dest, hasher=None, limit=-1, why=""):
-    """Copy src to dest through buf (readinto); return the byte count, at most limit
-    (VerifyError "the archive is larger than <why>" beyond it) when limit >= 0."""
+    # Copy src to dest through buf (readinto); return the byte count, at most limit
+    # (VerifyError "the archive is larger than <why>" beyond it) when limit >= 0.
     total = 0
     while True:
         n = src.readinto(buf)
@@ -150,7 +150,7 @@ def _copy(src, buf, dest, hasher=None, limit=-1, why=""):
 
 
 def _number(buf, start, end, base):
-    """The number written at buf[start:end] (leading spaces, then digits), or -1."""
+    # The number written at buf[start:end] (leading spaces, then digits), or -1.
     value = -1
     for i in range(start, end):
         c = buf[i] | 0x20  # lower-case hex letters; digits are unchanged
@@ -163,7 +163,7 @@ def _number(buf, start, end, base):
 
 
 def _plain(text, extra):
-    """Whether text holds only ASCII letters, digits and the characters of extra."""
+    # Whether text holds only ASCII letters, digits and the characters of extra.
     for c in text:
         if not ("0" <= c <= "9" or "a" <= c <= "z" or "A" <= c <= "Z" or c in extra):
             return False
@@ -192,7 +192,7 @@ def _write_state(phase, version, size, sha, archive, excluded, delete=(), need=0
 
 
 def _read_state():
-    """The state record, or None. A half-replaced one (FAT) is finished first."""
+    # The state record, or None. A half-replaced one (FAT) is finished first.
     if not _exists(_STATE) and _exists(_STATE + _TMP_SUFFIX):
         if _state_from(_STATE + _TMP_SUFFIX):
             os.rename(_STATE + _TMP_SUFFIX, _STATE)

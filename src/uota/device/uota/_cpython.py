@@ -9,8 +9,8 @@ _CHUNK = 1024
 
 
 class ZlibStream:
-    """A streaming gzip reader with readinto() that bounds its output, as MicroPython's
-    deflate.DeflateIO and uzlib.DecompIO are."""
+    # A streaming gzip reader with readinto() that bounds its output, as MicroPython's
+    # deflate.DeflateIO and uzlib.DecompIO are.
 
     def __init__(self, f):
         self.f = f
@@ -35,5 +35,5 @@ class ZlibStream:
 
 
 def unique_id():
-    """What machine.unique_id() is on a board: this machine's hardware address."""
+    # What machine.unique_id() is on a board: this machine's hardware address.
     return uuid.getnode().to_bytes(6, "big")

@@ -10,9 +10,9 @@ _CHUNK = const(1024)
 
 
 def fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
-    """When `latest` (fetch_latest's) names a newer release, download it and record it as
-    partial. Returns "newest" (nothing to do), "ready" (downloaded and checked in an
-    earlier boot) or "downloaded"."""
+    # When `latest` (fetch_latest's) names a newer release, download it and record it as
+    # partial. Returns "newest" (nothing to do), "ready" (downloaded and checked in an
+    # earlier boot) or "downloaded".
     version, filename, free_kb, sha, named, _ = latest
     if not sha and cfg.get("require_hash"):
         raise VerifyError("latest gives no SHA-256, and uota.cfg says 'require_hash'")
@@ -57,10 +57,10 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
 
 
 def reach(cfg, pin, version, keys=None):
-    """VerifyError unless the url a release moves updates to (cfg's) serves a latest that
-    offers `version` or a newer one, signed by one of `keys` ({path: PEM text}, the keys the
-    device trusts after the install) when it has any: a device sent elsewhere must be able
-    to update again."""
+    # VerifyError unless the url a release moves updates to (cfg's) serves a latest that
+    # offers `version` or a newer one, signed by one of `keys` ({path: PEM text}, the keys the
+    # device trusts after the install) when it has any: a device sent elsewhere must be able
+    # to update again.
     try:
         latest = fetch_latest(cfg, pin)
         served = latest[0]
@@ -75,9 +75,9 @@ def reach(cfg, pin, version, keys=None):
 
 
 def fetch_latest(cfg, pin, report=None):
-    """parse_latest's fields of the latest at cfg's url, read into a bounded buffer: a few
-    bytes over the limit are read, so that parse_latest sees it is too long. `report`:
-    headers that say which device asks (_fleet's)."""
+    # parse_latest's fields of the latest at cfg's url, read into a bounded buffer: a few
+    # bytes over the limit are read, so that parse_latest sees it is too long. `report`:
+    # headers that say which device asks (_fleet's).
     response = _request(cfg["url"] + "latest", cfg, pin, 0, report)
     try:
         data = bytearray(_LATEST_MAX + 3)
@@ -97,13 +97,12 @@ def fetch_latest(cfg, pin, report=None):
 
 
 def _download(url, path, cfg, pin, sha, offset, free_kb=0, size=-1):
-    """Stream url into path from byte `offset` (what an earlier try left), hashing on the fly.
-
-    The archive is at most the size latest gives, else its free_kB (that counts the archive
-    too), else what fits in the free space: a longer one is refused by its Content-Length
-    before anything is written, or as it runs over. Returns (size, sha256 hex). A failed
-    download with a known hash is kept to be resumed, unless it cannot be the archive.
-    """
+    # Stream url into path from byte `offset` (what an earlier try left), hashing on the fly.
+    #
+    # The archive is at most the size latest gives, else its free_kB (that counts the archive
+    # too), else what fits in the free space: a longer one is refused by its Content-Length
+    # before anything is written, or as it runs over. Returns (size, sha256 hex). A failed
+    # download with a known hash is kept to be resumed, unless it cannot be the archive.
     buf = memoryview(bytearray(_CHUNK))
     hasher = _sha256()
     if offset:

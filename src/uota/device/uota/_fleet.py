@@ -8,20 +8,20 @@ from ._core import _hex, _plain, _read_state, _read_version, _sha256
 
 
 def in_rollout(cfg, version, percent):
-    """Whether this device is among the `percent` % (0 to 100) offered release `version`."""
+    # Whether this device is among the `percent` % (0 to 100) offered release `version`.
     return bucket(device_identity(cfg), version) < percent * 100
 
 
 def bucket(identity, version):
-    """0 to 9999, uniform over identities, stable for a device and a release."""
+    # 0 to 9999, uniform over identities, stable for a device and a release.
     h = _sha256()
     h.update(("%s;%s" % (identity, version)).encode())
     return int.from_bytes(h.digest()[:4], "big") % 10000
 
 
 def device_identity(cfg):
-    """uota.cfg's device_id, else the board's machine.unique_id() in hex ("unknown" on a
-    MicroPython port without one)."""
+    # uota.cfg's device_id, else the board's machine.unique_id() in hex ("unknown" on a
+    # MicroPython port without one).
     if "device_id" in cfg:
         return str(cfg["device_id"])
     try:
@@ -35,8 +35,8 @@ def device_identity(cfg):
 
 
 def report(cfg):
-    """The headers that tell the server who asks for latest: identity, version, last result
-    (ok, or pending:V, installing:V, failed:V from the install journal)."""
+    # The headers that tell the server who asks for latest: identity, version, last result
+    # (ok, or pending:V, installing:V, failed:V from the install journal).
     identity = device_identity(cfg)
     if len(identity) > 64 or not _plain(identity, "._-:"):
         h = _sha256()

@@ -55,10 +55,10 @@ def _join_url(base, location):
 
 
 class _Paced:
-    """The socket as a stream that ends the transfer when the server sends slower than
-    min_rate bytes/s on average since the request, after a grace of `timeout` seconds
-    (the timeout bounds each read only). Costs a clock read and a compare per read; on
-    MicroPython a read fills the buffer, so in a body the check comes once per buffer."""
+    # The socket as a stream that ends the transfer when the server sends slower than
+    # min_rate bytes/s on average since the request, after a grace of `timeout` seconds
+    # (the timeout bounds each read only). Costs a clock read and a compare per read; on
+    # MicroPython a read fills the buffer, so in a body the check comes once per buffer.
 
     def __init__(self, sock, cfg):
         self.sock = sock
@@ -96,10 +96,10 @@ class _Paced:
 
 
 def _request(url, cfg, pin, offset=0, report=None):
-    """GET url, following redirects; return a _Response for a 200 (or 206 from offset).
-
-    uota.cfg's headers (credentials) and the `report` headers go only to the origin of its
-    url; a redirect from https to http is refused."""
+    # GET url, following redirects; return a _Response for a 200 (or 206 from offset).
+    #
+    # uota.cfg's headers (credentials) and the `report` headers go only to the origin of its
+    # url; a redirect from https to http is refused.
     home = _split_url(cfg["url"])[:3]
     pins = list(cfg.get("pins", ()))  # the server's key may be any of them: a key rotates
     if pin:

@@ -16,13 +16,12 @@ _CHUNK = const(1024)
 
 
 def _install(state, quiet):
-    """Apply the checked archive under the journal.
-
-    An install that fails all the same, for any reason but a power cut (which stops the
-    code: recover() finishes that), is tried once more by the next recover(); failing
-    again, it deletes the archive and remembers the release as failed, so that the device
-    stops retrying it and takes the next release.
-    """
+    # Apply the checked archive under the journal.
+    #
+    # An install that fails all the same, for any reason but a power cut (which stops the
+    # code: recover() finishes that), is tried once more by the next recover(); failing
+    # again, it deletes the archive and remembers the release as failed, so that the device
+    # stops retrying it and takes the next release.
     if state[0] == "ready" and state[7] > _free_bytes():  # the application wrote since the check
         raise VerifyError("the install needs %d kB free, %d kB are" % (state[7] // 1024, _free_bytes() // 1024))
     try:
@@ -102,8 +101,8 @@ def _write_member(tar, path, buf, rename=True):
 
 
 def swap_in(folder):
-    """Rename every *.uota-new in folder over its target: what boot.py's snippet does,
-    before it imports uota, while uota.swap is there (init.BOOT_SNIPPET)."""
+    # Rename every *.uota-new in folder over its target: what boot.py's snippet does,
+    # before it imports uota, while uota.swap is there (init.BOOT_SNIPPET).
     for name in os.listdir(folder):
         if name.endswith(_TMP_SUFFIX):
             os.rename(folder + "/" + name, folder + "/" + name[: -len(_TMP_SUFFIX)])
@@ -120,7 +119,7 @@ def _remove_tree(path):
 
 
 def _finish(state, quiet):
-    """Finish the install the journal `state` records; True when done."""
+    # Finish the install the journal `state` records; True when done.
     if _read_version() == state[1]:  # committed: only the clean-up was cut short
         _clear_state(state)
         return True

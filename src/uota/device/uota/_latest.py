@@ -6,11 +6,11 @@ _LATEST_MAX = 1024  # a longer `latest` is refused; a signed one (RSA-4096) take
 
 
 def parse_latest(text):
-    """`version;filename[;free_kB[;sha256[;name=value...]]]` -> (version, filename, free_kb,
-    sha256 or None, {name: value} of the named fields, the text the signature covers or
-    None). Named fields after the fourth are what the original's parser ignores: `size`,
-    `expires`, `rollout` (the percentage of devices offered the release) and `sig`, the
-    signature of everything before it, which comes last."""
+    # `version;filename[;free_kB[;sha256[;name=value...]]]` -> (version, filename, free_kb,
+    # sha256 or None, {name: value} of the named fields, the text the signature covers or
+    # None). Named fields after the fourth are what the original's parser ignores: `size`,
+    # `expires`, `rollout` (the percentage of devices offered the release) and `sig`, the
+    # signature of everything before it, which comes last.
     if len(text) > _LATEST_MAX + 2:
         raise VerifyError("latest is longer than %d bytes" % _LATEST_MAX)
     line = text.strip()
@@ -54,7 +54,7 @@ def parse_latest(text):
 
 
 def parse_version(version):
-    """(release parts, pre-release) of a version, for compare_versions; VerifyError if invalid."""
+    # (release parts, pre-release) of a version, for compare_versions; VerifyError if invalid.
     if not version or len(version) > 64:
         raise VerifyError("invalid version %r" % version)
     for c in version:  # ASCII only: MicroPython and CPython agree on what a letter is

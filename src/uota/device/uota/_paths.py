@@ -11,14 +11,13 @@ _HOME = __file__[: __file__.rfind("/") + 1].lstrip("/").lower() or "/"
 
 
 def _safe_path(name):
-    """name in the one canonical form of a path, "" for the root; else VerifyError.
-
-    Canonical: printable ASCII components joined by single '/', none empty, '.' or '..',
-    none starting with a space or ending with a dot or a space (FAT drops those), none
-    holding a character FAT refuses or '~' before a digit (a FAT short-name alias), none
-    too long to take the temporary suffix. Tar's leading './' and trailing '/' are
-    dropped. Paths are compared lower-cased: FAT ignores case.
-    """
+    # name in the one canonical form of a path, "" for the root; else VerifyError.
+    #
+    # Canonical: printable ASCII components joined by single '/', none empty, '.' or '..',
+    # none starting with a space or ending with a dot or a space (FAT drops those), none
+    # holding a character FAT refuses or '~' before a digit (a FAT short-name alias), none
+    # too long to take the temporary suffix. Tar's leading './' and trailing '/' are
+    # dropped. Paths are compared lower-cased: FAT ignores case.
     if name.startswith("./"):
         name = name[2:]
     if name.endswith("/"):
@@ -48,7 +47,7 @@ def _safe_path(name):
 
 
 def _excluded(key, excluded):
-    """Whether the lower-cased path key is an excluded entry or under one."""
+    # Whether the lower-cased path key is an excluded entry or under one.
     for i in range(len(excluded)):  # indexing: a list iterator would be allocated per member
         entry = excluded[i]
         if key.startswith(entry) and (len(key) == len(entry) or key[len(entry)] == "/"):
@@ -57,7 +56,7 @@ def _excluded(key, excluded):
 
 
 def _new_parent(path, known):
-    """path's directory, when it is not `known` (the one the previous member was in)."""
+    # path's directory, when it is not `known` (the one the previous member was in).
     cut = path.rfind("/")
     if cut <= 0 or (cut == len(known) and path.startswith(known)):
         return None

@@ -6,7 +6,7 @@ from ._http import _PIN_FAILED
 
 
 def _check_pin(sock, pins):
-    """Compare the pins with the server key: ucertpin's form or the standard SPKI SHA-256."""
+    # Compare the pins with the server key: ucertpin's form or the standard SPKI SHA-256.
     cert = sock.getpeercert(True)
     if not cert:
         raise VerifyError(_PIN_FAILED + " (no peer certificate)")
@@ -22,9 +22,9 @@ def _check_pin(sock, pins):
 
 
 def _public_key(cert):
-    """(whole SubjectPublicKeyInfo, subjectPublicKey BIT STRING contents) of a DER certificate.
-
-    Strict: every field at its RFC 5280 position, so that nothing else can pass for the key."""
+    # (whole SubjectPublicKeyInfo, subjectPublicKey BIT STRING contents) of a DER certificate.
+    #
+    # Strict: every field at its RFC 5280 position, so that nothing else can pass for the key.
     try:
         tag, pos, end = _der(cert, 0, len(cert))  # Certificate
         if tag != 0x30 or end != len(cert):

@@ -8,7 +8,7 @@ _HEADERS_MAX = 8192  # whole header block
 
 
 class _Response:
-    """An HTTP response body with readinto(), bounded by Content-Length or chunks."""
+    # An HTTP response body with readinto(), bounded by Content-Length or chunks.
 
     def __init__(self, stream, head, line):
         self.status, length, chunked, _, self.range_start = head
@@ -53,7 +53,7 @@ class _Response:
 
 
 def _starts_with(buf, n, prefix):
-    """Case-insensitive test of buf[:n] against a lower-case bytes prefix, allocating nothing."""
+    # Case-insensitive test of buf[:n] against a lower-case bytes prefix, allocating nothing.
     if n < len(prefix):
         return False
     for i in range(len(prefix)):
@@ -63,7 +63,7 @@ def _starts_with(buf, n, prefix):
 
 
 def _readline(stream, one, line):
-    """Read one header line into `line` a byte at a time; return its length without CRLF."""
+    # Read one header line into `line` a byte at a time; return its length without CRLF.
     n = 0
     while True:
         if not stream.readinto(one):
@@ -78,7 +78,7 @@ def _readline(stream, one, line):
 
 
 def _read_head(stream, line):
-    """(status, Content-Length or None, chunked, Location or None, Content-Range start or -1)."""
+    # (status, Content-Length or None, chunked, Location or None, Content-Range start or -1).
     one = bytearray(1)
     n = _readline(stream, one, line)
     status = _number(line, 9, 12, 10)

@@ -17,8 +17,8 @@ _KEYID_HEX = 16  # a key is named by the first 16 hex digits of its SubjectPubli
 
 
 def unix_time():
-    """Seconds since 1970: boards count from 2000 (their time.gmtime(0) says so), the unix
-    and WebAssembly ports from 1970. A board whose clock was never set reads 2000."""
+    # Seconds since 1970: boards count from 2000 (their time.gmtime(0) says so), the unix
+    # and WebAssembly ports from 1970. A board whose clock was never set reads 2000.
     import time
 
     try:
@@ -29,9 +29,9 @@ def unix_time():
 
 
 def check_signature(keys, signed, named, now, read=_read_text):
-    """VerifyError unless `signed` (parse_latest's) carries a good signature, by one of the
-    key files `keys` (their text read by `read`), over a size and a SHA-256, unexpired at
-    `now` (Unix seconds)."""
+    # VerifyError unless `signed` (parse_latest's) carries a good signature, by one of the
+    # key files `keys` (their text read by `read`), over a size and a SHA-256, unexpired at
+    # `now` (Unix seconds).
     sig = named.get("sig")
     if signed is None or not sig:
         raise VerifyError("latest is not signed, and this device installs only signed releases")
@@ -60,8 +60,8 @@ def check_signature(keys, signed, named, now, read=_read_text):
 
 
 def check_keys(keys, cfg, buf):
-    """{path: PEM text} of the key files the device trusts after the install, the release's
-    or else the device's own; VerifyError unless each is a key it can check signatures with."""
+    # {path: PEM text} of the key files the device trusts after the install, the release's
+    # or else the device's own; VerifyError unless each is a key it can check signatures with.
     from ._verify import shipped
 
     texts = shipped(cfg, buf, keys)
@@ -73,7 +73,7 @@ def check_keys(keys, cfg, buf):
 
 
 def key_spki(pem, path):
-    """The DER SubjectPublicKeyInfo in the PEM text of the key file `path` (None: missing)."""
+    # The DER SubjectPublicKeyInfo in the PEM text of the key file `path` (None: missing).
     begin, end = "-----BEGIN PUBLIC KEY-----", "-----END PUBLIC KEY-----"
     if pem is None or begin not in pem or end not in pem:
         raise VerifyError("key %s is missing or not a PEM public key" % path)
@@ -95,8 +95,8 @@ def key_id(spki):
 
 
 def _modulus(spki):
-    """(n, its length in bytes) of an RSA SubjectPublicKeyInfo with e = 65537 and 2048 to
-    4096 bits, read as strict DER; VerifyError else."""
+    # (n, its length in bytes) of an RSA SubjectPublicKeyInfo with e = 65537 and 2048 to
+    # 4096 bits, read as strict DER; VerifyError else.
     buf = memoryview(spki)
     try:
         tag, pos, end = _der(buf, 0, len(buf))  # SubjectPublicKeyInfo

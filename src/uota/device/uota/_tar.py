@@ -9,7 +9,7 @@ _SMALL_MEMBER_MAX = const(4096)  # `version`, `uota.cfg` and pax/GNU name record
 
 
 def _gunzip(f, wbits):
-    """A stream of the decompressed gzip file f with readinto(); wbits sizes its window."""
+    # A stream of the decompressed gzip file f with readinto(); wbits sizes its window.
     try:
         import deflate  # MicroPython >= 1.21
 
@@ -26,11 +26,10 @@ def _gunzip(f, wbits):
 
 
 def window_bits(header):
-    """The deflate window an archive was made with: gzip FEXTRA subfield "uw", else 15.
-
-    A release built with a small window can be unpacked with that much RAM; a plain
-    `tar -czf` archive says nothing and needs the full 32 KB.
-    """
+    # The deflate window an archive was made with: gzip FEXTRA subfield "uw", else 15.
+    #
+    # A release built with a small window can be unpacked with that much RAM; a plain
+    # `tar -czf` archive says nothing and needs the full 32 KB.
     n = len(header)
     if n < 12 or header[0] != 0x1F or header[1] != 0x8B or not header[3] & 4:
         return 15
@@ -47,7 +46,7 @@ def window_bits(header):
 
 
 class _Tar:
-    """Members of a .tar.gz, read through one 512-byte view of the shared buffer."""
+    # Members of a .tar.gz, read through one 512-byte view of the shared buffer.
 
     def __init__(self, path, buf):
         self.f = open(path, "rb")
@@ -106,7 +105,7 @@ class _Tar:
             self.left -= n
 
     def next(self):
-        """The next member's path (its kind in is_dir, its size in left), or None at the end."""
+        # The next member's path (its kind in is_dir, its size in left), or None at the end.
         name = None
         size = None
         while True:

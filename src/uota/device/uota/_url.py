@@ -7,8 +7,8 @@ _OWN_HEADERS = ("host", "connection", "range", "content-length", "transfer-encod
 
 
 def _check_headers(headers):
-    """Configured headers go on the request as they are: a name must be a token and a
-    value printable ASCII, so that none can add a header or end the request early."""
+    # Configured headers go on the request as they are: a name must be a token and a
+    # value printable ASCII, so that none can add a header or end the request early.
     for name, value in headers.items():
         if not isinstance(name, str) or not isinstance(value, str) or not name:
             raise VerifyError("uota.cfg: headers must map text to text")
@@ -22,9 +22,9 @@ def _check_headers(headers):
 
 
 def _split_url(url):
-    """(scheme, host in lower case, port, path) of an http(s) URL that can go into a
-    request as it is: printable ASCII without space, a plain host (no user@). Else
-    DownloadError."""
+    # (scheme, host in lower case, port, path) of an http(s) URL that can go into a
+    # request as it is: printable ASCII without space, a plain host (no user@). Else
+    # DownloadError.
     for c in url:
         if not "!" <= c <= "~":
             raise DownloadError("unsafe URL %r" % url)

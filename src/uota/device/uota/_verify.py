@@ -15,9 +15,9 @@ _CFG_MAX = const(4096)  # the largest uota.cfg
 
 
 def check_archive(cfg, buf):
-    """Check the download that uota.state records: (that record, the release's uota.cfg
-    text or None, flash bytes the install needs at its peak, the files the installed
-    release listed in uota.files that this one does not ship), or VerifyError."""
+    # Check the download that uota.state records: (that record, the release's uota.cfg
+    # text or None, flash bytes the install needs at its peak, the files the installed
+    # release listed in uota.files that this one does not ship), or VerifyError.
     archive, excluded = cfg["tmp_filename"], cfg["excluded_files"]
     # The window first, while the heap has its largest free stretch; the record after.
     tar = _Tar(archive, buf)
@@ -91,8 +91,8 @@ def check_archive(cfg, buf):
 
 
 def shipped(cfg, buf, paths):
-    """{path: text} of the files of `paths` (canonical, at most _CFG_MAX bytes each) that the
-    download installs: excluded ones are not."""
+    # {path: text} of the files of `paths` (canonical, at most _CFG_MAX bytes each) that the
+    # download installs: excluded ones are not.
     tar = _Tar(cfg["tmp_filename"], buf)
     texts = {}
     try:
@@ -109,10 +109,10 @@ def shipped(cfg, buf, paths):
 
 
 def overwrites(path, archive):
-    """Whether a release may not write path on a device whose download is `archive`
-    (tmp_filename): the download, uota's journal, a file being written, or another
-    spelling of uota's own files (FAT finds names whatever their case). `uota build`
-    refuses such a source file with this rule."""
+    # Whether a release may not write path on a device whose download is `archive`
+    # (tmp_filename): the download, uota's journal, a file being written, or another
+    # spelling of uota's own files (FAT finds names whatever their case). `uota build`
+    # refuses such a source file with this rule.
     return _overwrites(path, path.lower(), (archive.lower(), _STATE, _SWAP))
 
 
@@ -127,10 +127,10 @@ def _members(tar, path):
 
 
 def _dropped(files, ships_home, protected):
-    """Files on the device that the installed release's uota.files names and this release
-    does not ship: they go once the new files are in place. Never what a release may not
-    write, nor the running device code unless the release ships device code in its place.
-    A hash collision keeps a file, which is safe; so does a record that cannot be read."""
+    # Files on the device that the installed release's uota.files names and this release
+    # does not ship: they go once the new files are in place. Never what a release may not
+    # write, nor the running device code unless the release ships device code in its place.
+    # A hash collision keeps a file, which is safe; so does a record that cannot be read.
     dropped = []
     if not _exists(_FILES):  # not opened to fail: see _core._read_text
         return dropped
@@ -155,8 +155,8 @@ def _dropped(files, ships_home, protected):
 
 
 def _new_folder(path, files, folders, bsize):
-    """The flash a folder the archive makes or uses costs (none when it exists or was
-    counted already); VerifyError where the device or the archive has a file or a link."""
+    # The flash a folder the archive makes or uses costs (none when it exists or was
+    # counted already); VerifyError where the device or the archive has a file or a link.
     h = hash(path.lower())
     if h in folders:
         return 0
