@@ -31,7 +31,7 @@ HEAP_KIB = {"1.20.0": 48, "1.28.0": 48}
 # The smallest such heap with the package compiled by that version's mpy-cross, as
 # bench/heap.py measures it (the largest of its runs: the figure moves by a KiB or two with
 # the lengths of the paths and the server's port, strings on the same heap).
-MPY_HEAP_KIB = {"1.20.0": 37, "1.28.0": 35}
+MPY_HEAP_KIB = {"1.20.0": 38, "1.28.0": 36}
 MARGIN_KIB = 8  # less than the 28 KB a 32 KB window needs beyond a 4 KB one
 BOOKKEEPING = {"uota.state", bench.TMP_NAME}  # uota's own journal and download
 
