@@ -156,9 +156,10 @@ def _report(cfg):
     gc.collect()  # _cfg's code is garbage: _fleet loads low, not around it
     from ._fleet import report
 
-    report = report(cfg)
-    _unload(_FLEET_STEP)
-    return report
+    try:
+        return report(cfg)
+    finally:
+        _unload(_FLEET_STEP)
 
 
 def _fetch_latest(cfg, pubkey_hash, report):
