@@ -17,7 +17,8 @@ def after_update(device):
 def test_a_device_with_nothing_pending_reports_its_version(runtime, tmp_path, dist, server):
     device = make_device(runtime, tmp_path, server.url)
 
-    assert status(device) == {"version": "1.0.0", "pending": None, "failed": None, "error": None}
+    assert status(device) == {"version": "1.0.0", "pending": None, "failed": None, "error": None,
+                              "trial": False, "boots_left": None}
 
 
 def test_after_an_update_and_a_reset_the_new_version(runtime, tmp_path, dist, server):
@@ -25,7 +26,8 @@ def test_after_an_update_and_a_reset_the_new_version(runtime, tmp_path, dist, se
     release(dist, tmp_path)
     assert device.update()[0] == "True True"
 
-    assert status(device) == {"version": "1.1.0", "pending": None, "failed": None, "error": None}
+    assert status(device) == {"version": "1.1.0", "pending": None, "failed": None, "error": None,
+                              "trial": False, "boots_left": None}
 
 
 def test_a_downloaded_release_is_pending_until_installed(runtime, tmp_path, dist, server):

@@ -9,7 +9,8 @@ import contextlib
 import pytest
 
 from support import flash
-from support.power_cut import NEW_VERSION, OLD_VERSION, judge, served_releases, sweep_flash, sweep_flash_recover, sweep_micropython
+from support.power_cut import (NEW_VERSION, OLD_VERSION, FlashTrial, MicroPythonTrial, judge, served_releases, sweep_flash,
+                               sweep_flash_recover, sweep_micropython, sweep_trial)
 
 LITTLEFS_CUTS = 60
 FAT_CUTS = None  # every one (under a hundred): the gaps FAT leaves are two writes wide
@@ -150,3 +151,37 @@ def test_power_cut_at_any_write_leaves_old_or_new_release_on_micropython(release
 def test_power_cut_between_fat_remove_and_rename_is_repaired_on_micropython(releases, tmp_path):
     tally = sweep_micropython("micropython-1.29", releases, tmp_path, MICROPYTHON_CUTS, fat_rename=True)
     assert_never_bricked(tally)
+
+
+# ---------------------------------------------------------------- trial boots
+
+TRIAL_BOOTS = 2
+TRIAL_FLASH_CUTS = 24  # per phase and filesystem; `make reliability` runs every one
+TRIAL_MICROPYTHON_CUTS = 4  # each case is five to eight boots of real MicroPython
+
+
+@pytest.fixture(scope="module")
+def trial_releases():
+    with served_releases(TRIAL_BOOTS) as releases:
+        yield releases
+
+
+def assert_trial_never_bricked(tally, sides):
+    assert tally.counts["bricked"] == 0, "%s: %d of %d cuts bricked the device:\n%s" % (
+        tally.scenario, tally.counts["bricked"], tally.cases, tally.report())
+    assert all(tally.counts[side] for side in sides), "the sweep missed a side: %r" % tally.counts
+
+
+@pytest.mark.parametrize("phase, sides", [("install", ("old", "new")), ("confirm", ("new",)), ("rollback", ("old",))])
+@pytest.mark.parametrize("filesystem", [flash.LittleFs, flash.Fat], ids=["littlefs", "fat"])
+def test_power_cut_on_trial_ends_at_the_old_or_the_new_release(trial_releases, filesystem, phase, sides):
+    tally = sweep_trial(FlashTrial(filesystem, trial_releases), phase, TRIAL_BOOTS, TRIAL_FLASH_CUTS)
+    assert_trial_never_bricked(tally, sides)
+
+
+@pytest.mark.parametrize("phase, sides", [("install", ("old", "new")), ("confirm", ("new",)), ("rollback", ("old",))])
+@pytest.mark.parametrize("runtime", ["micropython-1.20", "micropython-1.29"], ids=["mp120", "mp129"])
+def test_power_cut_on_trial_ends_at_the_old_or_the_new_release_on_micropython(trial_releases, runtime, tmp_path, phase, sides):
+    machine = MicroPythonTrial(runtime, trial_releases, tmp_path, fat_rename=runtime == "micropython-1.29")
+    tally = sweep_trial(machine, phase, TRIAL_BOOTS, TRIAL_MICROPYTHON_CUTS)
+    assert_trial_never_bricked(tally, sides)

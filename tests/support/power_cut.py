@@ -78,9 +78,10 @@ def _bytes(data):
 class Releases:
     """A and B for one server URL: B published in `dist`, and both trees as devices hold them."""
 
-    def __init__(self, dist, url):
-        self.old_cfg = device_cfg(url, device_id="board-7")  # the device's own: the install keeps it
-        self.new_cfg = device_cfg(url, delete=DELETED)
+    def __init__(self, dist, url, trial_boots=0):
+        trial = {"trial_boots": trial_boots} if trial_boots else {}
+        self.old_cfg = device_cfg(url, device_id="board-7", **trial)  # the device's own: the install keeps it
+        self.new_cfg = device_cfg(url, delete=DELETED, **trial)
         source = write_tree(Path(dist) / "src", dict(NEW, **{"uota.cfg": self.new_cfg}))
         archive = build_release(source, NEW_VERSION, dist).archive_path
         old = dict(OLD, **{"uota.cfg": self.old_cfg})
@@ -118,12 +119,13 @@ def _canonical_cfg(tree):
 
 
 @contextmanager
-def served_releases():
-    """Releases B served over HTTP on 127.0.0.1 for the length of the block."""
+def served_releases(trial_boots=0):
+    """Releases B served over HTTP on 127.0.0.1 for the length of the block; with
+    trial_boots, both releases' uota.cfg put an install on trial for that many boots."""
     with tempfile.TemporaryDirectory(prefix="uota-power-cut-") as dist:
         server = start_server(dist)
         try:
-            yield Releases(dist, server.url)
+            yield Releases(dist, server.url, trial_boots)
         finally:
             server.shutdown()
 
@@ -427,4 +429,167 @@ def sweep_micropython(runtime, releases, folder, sample=None, fat_rename=False, 
     tally = Tally(scenario or "update cut, %s" % runtime, device.writes_of_update())
     for cut in cut_points(tally.writes, sample):
         tally.add(cut, *device.case(cut))
+    return tally
+
+
+# ---------------------------------------------------------------- trial boots
+#
+# With trial_boots (served_releases(trial_boots=N)), three more operations are cut at every
+# write: the install that keeps a backup, confirm(), and the rollback recover() makes once
+# N boots passed without confirm(). Each case then goes on uncut to the end of the trial,
+# and must end at exactly A (rolled back, B remembered as failed) or exactly B (confirmed).
+
+TRIAL_RECORDS = ("uota.trial", "uota.bak/")
+
+
+def judge_trial(tree, releases, errors=()):
+    """('new' | 'old' | 'bricked', why) after a cut install on trial and a boot: new is B
+    with its trial records (uota.trial, the backup), old is as judge() has it."""
+    if "uota.trial" not in tree:
+        outcome, why = judge(tree, releases, errors)
+        return ("bricked", "B installed without its trial") if outcome == "new" else (outcome, why)
+    if errors:
+        return "bricked", "; ".join(errors)
+    problem = _difference({p: d for p, d in tree.items() if not p.startswith(TRIAL_RECORDS)}, releases.new_tree)
+    return ("bricked", "on trial: " + problem) if problem else ("new", "")
+
+
+def judge_rolled_back(tree, releases, errors=()):
+    """('old' | 'bricked', why): exactly A, with uota.state remembering B as failed."""
+    if errors:
+        return "bricked", "; ".join(errors)
+    problem = _difference({p: d for p, d in tree.items() if p != STATE}, releases.old_tree)
+    if problem:
+        return "bricked", problem
+    state = (tree.get(STATE) or b"").decode(errors="replace")
+    if not state.startswith("failed;%s;" % NEW_VERSION):
+        return "bricked", "uota.state: %r" % state
+    return "old", ""
+
+
+class FlashTrial:
+    """A device on CPython over a flash filesystem, driven one boot (step) at a time."""
+
+    def __init__(self, filesystem, releases):
+        self.device = FlashDevice(filesystem, releases)
+        self.releases = releases
+
+    def start(self, image=None):
+        self.chip = flash.Flash(self.device.image_of_old if image is None else image)
+        self.errors = []
+
+    def step(self, action, cut=None):
+        """One boot doing action ('update', 'recover' or 'confirm'), cut after write `cut`;
+        its writes. Errors of an uncut step add to self.errors."""
+        device = self.device
+        device.boot(self.chip)
+        device.errors = []
+        if cut is not None:
+            self.chip.cut_power_after(cut)
+        try:
+            {"update": device.update, "recover": lambda: device.module.recover(quiet=True),
+             "confirm": device.module.confirm}[action]()
+        except Exception as e:
+            device.errors.append("%s: %s" % (type(e).__name__, e))
+        if cut is None:
+            self.errors += device.errors
+        return self.chip.writes
+
+    def image(self):
+        return bytes(self.chip.image)
+
+    def tree(self):
+        self.device.boot(self.chip)
+        return self.device.tree()
+
+
+class MicroPythonTrial:
+    """The same on real MicroPython over cutfs: each step is one run of the runtime."""
+
+    ACTIONS = {"update": _MP_UPDATE, "recover": _MP_RECOVER, "confirm": "uota.confirm()"}
+
+    def __init__(self, runtime, releases, folder, fat_rename=False):
+        self.device = MicroPythonDevice(runtime, releases, folder, fat_rename)
+        self.releases = releases
+
+    def start(self, image=None):
+        self.current = self.releases.old_tree if image is None else image
+        self.device.start_with(self.current)
+        self.errors = []
+
+    def step(self, action, cut=None):
+        boot = self.device.boot(self.ACTIONS[action], cut)
+        self.current = boot.tree
+        if cut is None:
+            self.errors += boot.errors
+        return boot.writes
+
+    def image(self):
+        return self.current
+
+    def tree(self):
+        return self.current
+
+
+def _trial_install_case(machine, boots, cut):
+    machine.start()
+    machine.step("update", cut)
+    machine.step("recover")
+    outcome, why = judge_trial(machine.tree(), machine.releases, machine.errors)
+    if outcome == "bricked":
+        return outcome, why
+    if outcome == "old":
+        machine.step("update")
+    for _ in range(boots + 1):  # never confirmed
+        machine.step("recover")
+    rolled, problem = judge_rolled_back(machine.tree(), machine.releases, machine.errors)
+    return (outcome, why) if rolled == "old" else ("bricked", "the rollback after it: " + problem)
+
+
+def _trial_confirm_case(machine, image, cut):
+    machine.start(image)
+    machine.step("confirm", cut)
+    machine.step("recover")
+    machine.step("confirm")  # the application confirms at each boot
+    for _ in range(3):
+        machine.step("recover")
+    problem = _difference(machine.tree(), machine.releases.new_tree)
+    if problem or machine.errors:
+        return "bricked", problem or "; ".join(machine.errors)
+    return "new", ""
+
+
+def _trial_rollback_case(machine, image, cut):
+    machine.start(image)
+    machine.step("recover", cut)
+    machine.step("recover")
+    outcome, why = judge_rolled_back(machine.tree(), machine.releases, machine.errors)
+    if outcome == "old":
+        rolled_back = machine.tree()
+        machine.step("update")  # B is remembered: not installed again
+        if machine.tree() != rolled_back:
+            return "bricked", "B installed again: " + _difference(machine.tree(), rolled_back)
+    return outcome, why
+
+
+def sweep_trial(machine, phase, boots, sample=None, seed=1):
+    """Cut `phase` ('install', 'confirm' or 'rollback') of a release on trial for `boots`
+    boots at every write (or a sample); the Tally."""
+    machine.start()
+    image = None
+    if phase != "install":
+        machine.step("update")
+        for _ in range(1 if phase == "confirm" else boots):
+            machine.step("recover")
+        image = machine.image()
+        machine.start(image)
+    writes = machine.step({"install": "update", "confirm": "confirm", "rollback": "recover"}[phase])
+    tally = Tally("%s cut on trial, %s" % (phase, type(machine).__name__), writes)
+    for cut in cut_points(writes, sample, seed):
+        if phase == "install":
+            tally.add(cut, *_trial_install_case(machine, boots, cut))
+        elif phase == "confirm":
+            tally.add(cut, *_trial_confirm_case(machine, image, cut))
+        else:
+            tally.add(cut, *_trial_rollback_case(machine, image, cut))
     return tally

@@ -93,6 +93,8 @@ class CutFS:
 
     def rmdir(self, path):
         path = self._get(path)
+        if any(name.startswith(path + "/") for name in self.files):
+            raise OSError(39)  # ENOTEMPTY
         if self._change("rmdir " + path):
             del self.files[path]
 

@@ -18,12 +18,17 @@
 #                        one (_fetch), signed by the keys it trusts, which must be keys
 #                        (_signature) ->
 #                        record it as ready, with what the install needs to know
-#   status():            installed, pending and failed versions, the last error (_fleet)
-#   install_new_firmware(): journal "installing" -> one pass over the archive (_install,
-#                        _tar) writing every file beside its target, renamed over ->
-#                        delete list, then the dropped files -> version (the commit) ->
-#                        remove archive and state
-#   recover(): finishes an install that a reset interrupted; call it first in boot.py.
+#   status():            installed, pending and failed versions, the trial, the last
+#                        error (_fleet)
+#   install_new_firmware(): journal "installing" -> with trial_boots, the release goes on
+#                        trial (_trial) -> one pass over the archive (_install, _tar)
+#                        writing every file beside its target, renamed over (on trial, the
+#                        old file moved into the backup first) -> delete list, then the
+#                        dropped files -> version (the commit) -> remove archive and state
+#   recover(): finishes an install that a reset interrupted; counts the boots of a release
+#              on trial and rolls it back from its backup when they are spent (_trial);
+#              call it first in boot.py.
+#   confirm(): the release on trial works: its backup goes (_trial).
 #
 # On-flash state (all paths relative to the current directory, the device's root):
 #   uota.state  "phase;version;size;sha256;archive;need\n", then one line per excluded
@@ -36,16 +41,19 @@
 #               installing (the journal), retry (the journal of an install that failed
 #               other than by a power cut: recover() tries it once more), failed (it
 #               failed again: the archive is deleted, that release is not tried again,
-#               the next one is). Replaced atomically (written beside, renamed over); a
-#               file without its "end" line is ignored.
+#               the next one is; also a release rolled back). A "*N" line: the install
+#               puts the release on trial for N boots. Replaced atomically (written
+#               beside, renamed over); a file without its "end" line is ignored.
 #   <path>.uota-new  a file being written; renamed over <path> once complete.
+#   uota.swap, uota.trial, uota.bak/  new device code complete (_paths.swap_group); the
+#               release on trial and its backup (_trial).
 #
 # MIT license.
 
 import gc
 import sys
 
-from ._core import (VERSION, _STATE, _TMP_SUFFIX, DownloadError, UotaError, VerifyError,  # noqa: F401
+from ._core import (VERSION, _BACKUP, _STATE, _TMP_SUFFIX, _TRIAL, DownloadError, UotaError, VerifyError,  # noqa: F401
                     _clear_state, _exists, _log, _read_state, _remove, _stat, _write_state, const)
 
 _FAILURES = (UotaError, OSError, ValueError, MemoryError)  # built once: a full heap may raise here
@@ -84,7 +92,7 @@ _SIGNATURE_STEP = _step("_signature", "_der")
 _FLEET_STEP = _step("_fleet")
 _VERIFY_STEP = _step("_verify", "_tar")
 _CHECK_STEP = _FETCH_STEP + _VERIFY_STEP + _SIGNATURE_STEP + _FLEET_STEP + _step("_cfg", "_paths")
-_INSTALL_STEP = _step("_install", "_tar", "_paths")
+_INSTALL_STEP = _step("_install", "_tar", "_paths", "_trial")
 
 
 def _unload(step):
@@ -121,7 +129,9 @@ def _check(quiet, version_check, pubkey_hash):
         _remove(cfg["tmp_filename"])
         _remove(_STATE)
         raise
-    _write_state("ready", state[1], state[2], state[3], state[4], state[5], delete, need, new_cfg)
+    # The device's trial_boots, not the release's: a release cannot take itself off trial.
+    _write_state("ready", state[1], state[2], state[3], state[4], state[5], delete, need, new_cfg,
+                 cfg.get("trial_boots", 0))
     return True
 
 
@@ -241,24 +251,37 @@ def _install_downloaded(quiet, _a, _b):
 
 def status():
     """What the application may report: {"version": installed, "pending": a release
-    downloaded or downloading, "failed": a release that failed to install (not tried
-    again), "error": why this boot's last call failed}; None where there is none."""
+    downloaded or downloading, "failed": a release that failed to install or was rolled
+    back (not tried again), "error": why this boot's last call failed, "trial": whether the
+    installed release is on trial, "boots_left": how many more boots it gets before a
+    rollback}; None where there is none."""
     from ._fleet import status
 
     try:
         return status(_last_error)
     finally:
-        _unload(_FLEET_STEP)
+        _unload(_FLEET_STEP + _step("_trial", "_paths"))
 
 
 def recover(quiet=False):
-    """Call first in boot.py: finishes an install a reset interrupted. Cheap otherwise."""
-    if not _exists(_STATE) and not _exists(_STATE + _TMP_SUFFIX):
+    """Call first in boot.py: finishes an install a reset interrupted, and counts the boots
+    of a release on trial ('trial_boots' in uota.cfg), rolling it back when they are spent
+    without confirm(). True when it changed the installed release. Cheap otherwise."""
+    if not _exists(_STATE) and not _exists(_STATE + _TMP_SUFFIX) and not _exists(_TRIAL):
         return False
     try:
-        return _public(_recover, quiet)
+        return _public(_boot, quiet)
     finally:
         _unload(_INSTALL_STEP)  # the application runs next: leave it the heap
+
+
+def _boot(quiet, _a, _b):
+    done = _recover(quiet)
+    if not _exists(_TRIAL):
+        return done
+    from ._trial import count_boot
+
+    return count_boot(quiet) or done
 
 
 def _recover(quiet, _a=None, _b=None):
@@ -270,3 +293,20 @@ def _recover(quiet, _a=None, _b=None):
 
     gc.collect()
     return _finish(state, quiet)
+
+
+def confirm():
+    """Call once the release runs well (it reached the network, it checked for updates):
+    ends its trial and frees its backup. True when a release that has booted was on trial."""
+    if not _exists(_TRIAL) and not _exists(_BACKUP):
+        return False
+    try:
+        return _public(_confirm, True)
+    finally:
+        _unload(_INSTALL_STEP)
+
+
+def _confirm(_quiet, _a, _b):
+    from ._trial import confirm
+
+    return confirm()

@@ -3,7 +3,7 @@
 # Loaded to read the device's file, and again after the archive's check: the delete list,
 # and the release's uota.cfg merged with the device's own settings.
 
-from ._core import _OWN_FILES, _STATE, _SWAP, _TMP_SUFFIX, DownloadError, VerifyError, _finish_rename, _is_link, _read_text
+from ._core import _OWN_FILES, _RECORDS, _TMP_SUFFIX, DownloadError, VerifyError, _finish_rename, _is_link, _read_text
 from ._paths import _excluded, _parents, _safe_path
 from ._url import _check_headers, _split_url
 
@@ -144,18 +144,20 @@ def check_cfg(cfg):
     for key in ("url", "tmp_filename"):
         if not isinstance(cfg.get(key), str) or not cfg[key]:
             raise VerifyError("uota.cfg: %s must be a non-empty string" % key)
-    for key, kind in (("excluded_files", (list, tuple)), ("delete", (list, tuple)), ("headers", dict), ("local", (list, tuple)), ("timeout", (int, float)), ("min_rate", (int, float)), ("keys", (list, tuple)), ("pins", (list, tuple)), ("require_hash", bool), ("report", bool)):
+    for key, kind in (("excluded_files", (list, tuple)), ("delete", (list, tuple)), ("headers", dict), ("local", (list, tuple)), ("timeout", (int, float)), ("min_rate", (int, float)), ("keys", (list, tuple)), ("pins", (list, tuple)), ("require_hash", bool), ("report", bool), ("trial_boots", int)):
         if key in cfg and not isinstance(cfg[key], kind):
             raise VerifyError("uota.cfg: %s has the wrong type" % key)
     if not 0 < cfg.get("timeout", 10) <= 3600 or not 0 < cfg.get("min_rate", 256) < 1 << 29:
         raise VerifyError("uota.cfg: timeout or min_rate out of range")
+    if not 0 <= cfg.get("trial_boots", 0) <= 100:
+        raise VerifyError("uota.cfg: trial_boots must be 0 to 100")
     try:
         _split_url(cfg["url"])
     except DownloadError as e:
         raise VerifyError("uota.cfg: %s" % e)
     _check_headers(cfg.get("headers", {}))
     tmp = _safe_path(cfg["tmp_filename"]).lower()
-    if not tmp or tmp in _OWN_FILES or tmp == _SWAP or tmp.endswith(_TMP_SUFFIX):
+    if not tmp or _excluded(tmp, _OWN_FILES + _RECORDS) or tmp.endswith(_TMP_SUFFIX):
         raise VerifyError("uota.cfg: tmp_filename may not be %r" % cfg["tmp_filename"])
     cfg["excluded_files"] = [entry.lower() for entry in _entries(cfg, "excluded_files")]
     cfg["delete"] = _entries(cfg, "delete")
@@ -232,7 +234,7 @@ def plan_cfg(release_cfg, cfg, dropped):
         if cfg.get("keys") and not final.get("keys"):
             raise VerifyError("uota.cfg: the release lists no keys: this device would stop checking signatures")
     keys = tuple(path.lower() for path in (final or cfg).get("keys", ()))
-    kept = (cfg["tmp_filename"].lower(), _STATE, _SWAP) + _OWN_FILES + tuple(cfg["excluded_files"]) + keys
+    kept = (cfg["tmp_filename"].lower(),) + _RECORDS + _OWN_FILES + tuple(cfg["excluded_files"]) + keys
     for entry in delete:
         why = _kept(entry, kept)
         if why:

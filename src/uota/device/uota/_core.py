@@ -19,7 +19,10 @@ _CHUNK = const(1024)  # the one I/O buffer: socket, hash, tar headers and file d
 _TMP_SUFFIX = ".uota-new"
 _STATE = "uota.state"
 _SWAP = "uota.swap"  # while there, new device code is complete beside the old (_install)
+_TRIAL = "uota.trial"  # the release on trial and its boots (_trial)
+_BACKUP = "uota.bak"  # what the install on trial replaced, deleted and added (_trial)
 _OWN_FILES = ("version", "uota.cfg", "uota.state", "uota.files")  # written by uota alone
+_RECORDS = (_STATE, _SWAP, _TRIAL, _BACKUP)  # uota's records: no release writes or deletes them
 
 
 class UotaError(Exception):
@@ -180,13 +183,15 @@ def _write_atomic(path, text):
     os.rename(tmp, path)  # atomic on littlefs; FAT removes then renames: recover() mends
 
 
-def _write_state(phase, version, size, sha, archive, excluded, delete=(), need=0, cfg=None):
+def _write_state(phase, version, size, sha, archive, excluded, delete=(), need=0, cfg=None, trial=0):
     lines = ["%s;%s;%d;%s;%s;%d" % (phase, version, size, sha, archive, need)]
     lines.extend(excluded)
     for entry in delete:
-        lines.append(":" + entry)  # ':' and '=' are in no safe path
+        lines.append(":" + entry)  # ':', '=' and '*' are in no safe path
     if cfg is not None:
         lines.append("=" + cfg)  # a dict literal written by repr(): one line
+    if trial:
+        lines.append("*%d" % trial)  # the install keeps a backup: the release is on trial
     lines.append("end\n")
     _write_atomic(_STATE, "\n".join(lines))
 
@@ -210,15 +215,17 @@ def _state_from(path):
     fields = lines[0].split(";")
     if len(fields) != 6 or not fields[2].isdigit() or not fields[5].isdigit():
         return None
-    excluded, delete, cfg = [], [], None
+    excluded, delete, cfg, trial = [], [], None, 0
     for entry in lines[1:-2]:
         if entry[:1] == ":":
             delete.append(entry[1:])
         elif entry[:1] == "=":
             cfg = entry[1:]
+        elif entry[:1] == "*":
+            trial = int(entry[1:])
         else:
             excluded.append(entry)
-    return fields[0], fields[1], int(fields[2]), fields[3], fields[4], excluded, delete, int(fields[5]), cfg
+    return fields[0], fields[1], int(fields[2]), fields[3], fields[4], excluded, delete, int(fields[5]), cfg, trial
 
 
 def _clear_state(state):

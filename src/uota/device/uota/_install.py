@@ -6,10 +6,9 @@
 
 import os
 
-from ._core import (_STATE, _SWAP, _TMP_SUFFIX, VerifyError, _clear_state, _copy, _exists, _finish_rename,
-                    _free_bytes, _is_dir, _is_link, _log, _read_version, _remove, _stat, _write_atomic,
-                    _write_state, const)
-from ._paths import _HOME, _excluded, _new_parent, _parents
+from ._core import (_STATE, _TMP_SUFFIX, VerifyError, _clear_state, _copy, _exists, _finish_rename,
+                    _free_bytes, _is_dir, _log, _read_version, _remove, _stat, _write_atomic, _write_state, const)
+from ._paths import _HOME, _excluded, _makedirs, _new_parent, _remove_tree, swap_group
 from ._tar import _Tar
 
 _CHUNK = const(1024)
@@ -27,11 +26,15 @@ def _install(state, quiet):
     try:
         _apply(state, quiet)
     except Exception:
-        if state[0] == "retry":
-            _remove(state[4])
-            _write_state("failed", *state[1:6])  # what it would delete, the space it needs: moot
-        else:
+        if state[0] != "retry":
             _write_state("retry", *state[1:])
+            raise
+        _remove(state[4])
+        _write_state("failed", *state[1:6])  # what it would delete, the space it needs: moot
+        if state[9]:  # the backup puts the last confirmed release back now
+            from ._trial import roll_back
+
+            roll_back(quiet)
         raise
 
 
@@ -40,55 +43,57 @@ def _apply(state, quiet):
     buf = memoryview(bytearray(_CHUNK))
     made = ""
     home = ""  # the running device code's folder, as the release spells it, when it ships code there
+    keep = None  # on trial: keep(path, move) backs a file up before it changes
     tar = _Tar(state[4], buf)
     try:
         path = tar.next()  # the window is allocated now, while nothing has changed yet
         _write_state("retry" if state[0] == "retry" else "installing", *state[1:])
+        if state[9]:
+            from ._trial import begin, keep, new_folder
+
+            begin(version, state[3], state[9])
         if _read_version() == version:
             _remove("version")  # a reinstall: only the new version file may commit it
         while path is not None:
             if not (path in ("", "version") or _excluded(path.lower(), excluded)):
                 folder = path if tar.is_dir else _new_parent(path, made)
                 if folder:
-                    _makedirs(folder)  # also when the archive has no directory entries
+                    _makedirs(folder, keep and new_folder)  # also when the archive has no directory entries
                     made = folder
                 if path == "uota.cfg" and state[8] is not None:
+                    if keep:
+                        keep(path, False, buf)
                     _write_atomic(path, state[8])  # the release's, with the device's own settings
                 elif not tar.is_dir:
                     key = path.lower()
                     group = key.startswith(_HOME) and "/" not in key[len(_HOME):]
                     if group:
                         home = path[: len(_HOME) - 1]
-                    _write_member(tar, path, buf, not group)
+                    _write_member(tar, path, buf, not group, keep)
             path = tar.next()
     finally:
         tar.close()
     if home:
-        _write_atomic(_SWAP, home)
-        swap_in(home)
-        _remove(_SWAP)
+        swap_group(home)
     for entry in state[6]:
         if entry[0] != ":":
-            _remove_tree(entry)
+            _remove_tree(entry, keep)
         elif not _is_dir(_stat(entry[1:])):  # dropped by the release: a file, never a folder
-            _remove(entry[1:])
+            _remove_tree(entry[1:], keep)
     _write_atomic("version", version)  # the commit point
     _clear_state(state)
     if not quiet:
         _log("info", "installed version %s" % version)
 
 
-def _makedirs(path):
-    for step in _parents(path):
-        if not _is_dir(_stat(step)):
-            os.mkdir(step)
-
-
-def _write_member(tar, path, buf, rename=True):
+def _write_member(tar, path, buf, rename=True, keep=None):
+    # rename False: device code, put in place with its group (swap_group); it stays meanwhile.
     tmp = path + _TMP_SUFFIX
     try:
         with open(tmp, "wb") as f:
             _copy(tar, buf, f.write)
+        if keep:
+            keep(path, rename, buf)
         if rename:
             os.rename(tmp, path)  # the file is always its old or its new content
     except Exception:  # not a power cut: leave no temporary file behind
@@ -98,24 +103,6 @@ def _write_member(tar, path, buf, rename=True):
             pass
         _remove(tmp)
         raise
-
-
-def swap_in(folder):
-    # Rename every *.uota-new in folder over its target: what boot.py's snippet does,
-    # before it imports uota, while uota.swap is there (init.BOOT_SNIPPET).
-    for name in os.listdir(folder):
-        if name.endswith(_TMP_SUFFIX):
-            os.rename(folder + "/" + name, folder + "/" + name[: -len(_TMP_SUFFIX)])
-
-
-def _remove_tree(path):
-    # a link is removed, never followed
-    if _is_link(path) or not _is_dir(_stat(path)):
-        _remove(path)
-        return
-    for entry in os.listdir(path):
-        _remove_tree(path + "/" + entry)
-    os.rmdir(path)
 
 
 def _finish(state, quiet):

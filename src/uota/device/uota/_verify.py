@@ -4,7 +4,7 @@
 
 import os
 
-from ._core import (_OWN_FILES, _STATE, _SWAP, _TMP_SUFFIX, VerifyError, _exists, _free_bytes, _is_dir, _is_link, _read_state,
+from ._core import (_BACKUP, _OWN_FILES, _RECORDS, _TMP_SUFFIX, VerifyError, _exists, _free_bytes, _is_dir, _is_link, _read_state,
                     _stat, const)
 from ._paths import _HOME, _excluded, _new_parent, _parents, _safe_path
 from ._tar import _Tar
@@ -24,13 +24,16 @@ def check_archive(cfg, buf):
     first = tar.next()
     state = _read_state()
     version = state[1]
-    protected = (archive.lower(), _STATE, _SWAP)  # compared lower-cased, as FAT finds names
+    protected = (archive.lower(),) + _RECORDS  # compared lower-cased, as FAT finds names
     release_cfg = None
     listed = False  # whether the release lists its files
     ships_home = False  # whether it ships device code where the running one is
     bsize = os.statvfs(".")[0]
     free = _free_bytes()
-    growth = peak = 0
+    # On trial (_trial) the files replaced stay in the backup, whose folders mirror the
+    # release's: one for what it replaced, one for the marks of what it added.
+    trial = 4 * bsize if cfg.get("trial_boots") else 0
+    growth = peak = 3 * trial // 2
     checked = ""
     # Hashes of the lower-cased paths the archive makes files and folders (one path may not
     # be both), and of the folders already counted. A collision refuses a good archive,
@@ -55,10 +58,10 @@ def check_archive(cfg, buf):
             parent = _new_parent(path, checked)
             if parent:
                 for step in _parents(parent):  # each must be a directory, or be made one
-                    growth += _new_folder(step, files, folders, bsize)
+                    growth += _new_folder(step, files, folders, bsize, trial)
                 checked = parent
             if is_dir:
-                growth += _new_folder(path, files, folders, bsize)
+                growth += _new_folder(path, files, folders, bsize, trial)
                 continue
             if hash(key) in folders:
                 raise VerifyError("archive has %r as both a file and a folder" % path)
@@ -77,7 +80,7 @@ def check_archive(cfg, buf):
             old = st[6] if st else 0
             blocks = (size + bsize - 1) // bsize * bsize
             peak = max(peak, growth + blocks + bsize)
-            growth += blocks - (old + bsize - 1) // bsize * bsize
+            growth += blocks - (0 if trial else (old + bsize - 1) // bsize * bsize)
             if peak > free:  # refuse a decompression bomb at its first oversized member
                 raise VerifyError("the release needs %d kB more than the %d kB free" % ((peak - free + 1023) // 1024, free // 1024))
     except ValueError:  # text members that are not UTF-8
@@ -113,11 +116,12 @@ def overwrites(path, archive):
     # (tmp_filename): the download, uota's journal, a file being written, or another
     # spelling of uota's own files (FAT finds names whatever their case). `uota build`
     # refuses such a source file with this rule.
-    return _overwrites(path, path.lower(), (archive.lower(), _STATE, _SWAP))
+    return _overwrites(path, path.lower(), (archive.lower(),) + _RECORDS)
 
 
 def _overwrites(path, key, protected):
-    return key in protected or key.endswith(_TMP_SUFFIX) or key in _OWN_FILES and key != path
+    return (key in protected or key.startswith(_BACKUP + "/") or key.endswith(_TMP_SUFFIX)
+            or key in _OWN_FILES and key != path)
 
 
 def _members(tar, path):
@@ -154,9 +158,10 @@ def _dropped(files, ships_home, protected):
     return dropped
 
 
-def _new_folder(path, files, folders, bsize):
+def _new_folder(path, files, folders, bsize, backup):
     # The flash a folder the archive makes or uses costs (none when it exists or was
-    # counted already); VerifyError where the device or the archive has a file or a link.
+    # counted already; `backup` more on trial); VerifyError where the device or the archive
+    # has a file or a link.
     h = hash(path.lower())
     if h in folders:
         return 0
@@ -165,7 +170,7 @@ def _new_folder(path, files, folders, bsize):
     folders.add(h)
     st = _stat(path)
     if st is None:
-        return 2 * bsize
+        return 2 * bsize + backup
     if not _is_dir(st) or _is_link(path):
         raise VerifyError("archive puts %r where the device has a file or a link" % path)
-    return 0
+    return backup
