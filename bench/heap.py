@@ -59,6 +59,8 @@ TIME_RUNS = 5
 PACED_RATE = 250 * 1024  # bytes per second
 BOOT_HEAP = 256  # KiB, the heap in which "heap left after boot" is read
 TMP_NAME = "fw.tmp"
+TRIAL_BOOTS = 2
+TRIAL_RECORDS = ("uota.trial", "uota.bak/")
 
 # A device on 1.0.0: a few files, one of which the release replaces, one it leaves alone.
 OLD_FILES = {
@@ -109,6 +111,14 @@ BOOT_INIT = BOOT_SNIPPET + """
 import gc, sys
 if 'uota' in sys.modules:
     raise SystemExit('uota was loaded with nothing pending')
+gc.collect()
+print('RESULT', gc.mem_free())
+"""
+
+BOOT_ON_TRIAL = BOOT_SNIPPET + """
+import gc
+if not open('uota.trial').read().endswith('\\n+'):
+    raise SystemExit('the boot of the release on trial was not counted')
 gc.collect()
 print('RESULT', gc.mem_free())
 """
@@ -210,10 +220,11 @@ def serve(folder, rate=None):
 class Release:
     """One published release, its expected tree, and its servers (unpaced and paced)."""
 
-    def __init__(self, key, label, src, dist, archive, trust=None):
-        """trust: the PEM public key a device needs (uota.cfg keys) for a signed release."""
+    def __init__(self, key, label, src, dist, archive, trust=None, trial=0):
+        """trust: the PEM public key a device needs (uota.cfg keys) for a signed release;
+        trial: the trial_boots of the devices that take it."""
         self.key, self.label, self.src, self.dist, self.archive = key, label, src, dist, archive
-        self.trust = trust
+        self.trust, self.trial = trust, trial
         self.files = read_tree(src)
         with tarfile.open(archive) as tar:  # `uota build` adds uota.files, which devices keep
             self.listed = tar.extractfile("uota.files").read() if "uota.files" in tar.getnames() else None
@@ -232,8 +243,9 @@ class Release:
 
 
 def make_releases(work, scales=(1, 4)):
-    """{key: Release}: x1 with `uota build`'s default window, the same signed (a 3072-bit key;
-    the device trusts it), x1 by tar -czf, x4 windowed."""
+    """{key: Release}: x1 with `uota build`'s default window, the same to devices with
+    trial_boots, the same signed (a 3072-bit key; the device trusts it), x1 by tar -czf, x4
+    windowed."""
     releases = {}
     for scale in scales:
         src = work / ("src-x%d" % scale)
@@ -244,6 +256,7 @@ def make_releases(work, scales=(1, 4)):
         releases[key] = Release(key, "%d KB window x%d" % ((1 << DEFAULT_WINDOW_BITS) // 1024, scale),
                                 src, dist, archive)
         if scale == 1:
+            releases["trial-x1"] = Release("trial-x1", "on trial, window x1", src, dist, archive, trial=TRIAL_BOOTS)
             dist = work / "dist-x1-signed"
             archive = build_release(src, "2.0.0", dist).archive_path
             private, public = keygen(work / "signing-key")
@@ -259,23 +272,31 @@ def make_releases(work, scales=(1, 4)):
 # ---------------------------------------------------------------- devices and device code
 
 
-def old_device(folder, url, trust=None):
-    """A device on the old tree; trusting the public key `trust` (PEM) when given."""
+def old_device(folder, url, trust=None, trial=0):
+    """A device on the old tree; trusting the public key `trust` (PEM) when given; putting
+    an install on trial for `trial` boots when given."""
     cfg = {"url": url, "tmp_filename": TMP_NAME, "excluded_files": [], "delete": []}
     files = dict(OLD_FILES)
     if trust:
         cfg["keys"] = ["ota.pub"]
         files["ota.pub"] = trust
+    if trial:
+        cfg["trial_boots"] = trial
     return write_tree(folder, dict(files, **{"uota.cfg": repr(cfg)}))
 
 
 def tree_problem(folder, release, before):
-    """None when folder holds exactly the old tree updated by the release; else what is wrong."""
+    """None when folder holds exactly the old tree updated by the release (on trial: with
+    its trial records); else what is wrong."""
     expected = dict(before)
     expected.update(release.files)
     if release.listed is not None:
         expected["uota.files"] = release.listed
     got = read_tree(folder)
+    if release.trial:
+        if "uota.trial" not in got:
+            return "not on trial"
+        got = {name: data for name, data in got.items() if not name.startswith(TRIAL_RECORDS)}
     if got.get("version", b"").strip() != b"2.0.0":
         return "version is %r" % got.get("version")
     expected.pop("version")
@@ -377,7 +398,7 @@ def update_probe(code, version, release, work):
     def probe(heap):
         device = Path(tempfile.mkdtemp(prefix="device-", dir=work))
         try:
-            old_device(device, release.url(), release.trust)
+            old_device(device, release.url(), release.trust, release.trial)
             before = read_tree(device)
             returncode, out, err = run(code.binaries[version], device, code.script(), heap,
                                        code.module_dirs[version])
@@ -440,11 +461,13 @@ def measure_heaps(codes, releases, work):
     return heaps
 
 
-def boot_probe(binary, module_dirs, script, work):
+def boot_probe(binary, module_dirs, script, work, files=None):
+    """files: written on the device too (a release on trial's record)."""
     def probe(heap):
         device = Path(tempfile.mkdtemp(prefix="boot-", dir=work))
         try:
             old_device(device, "http://127.0.0.1:9/")
+            write_tree(device, files or {})
             returncode, out, err = run(binary, device, script, heap, module_dirs)
             result = [line.split()[1:] for line in out.splitlines() if line.startswith("RESULT")]
             if returncode != 0 or not result:
@@ -465,9 +488,11 @@ def measure_boot(codes, work):
              for code in codes]
     py = next(code for code in codes if code.name == ".py")
     rows.append(("init boot.py", py.binaries, py.module_dirs, BOOT_INIT))
+    rows.append(("boot on trial", py.binaries, py.module_dirs, BOOT_ON_TRIAL))
     for name, bins, dirs, script in rows:
         for version, binary in bins.items():
-            probe = boot_probe(binary, dirs[version], script, work)
+            on_trial = {"uota.trial": "%d;1.0.0;%s\n" % (TRIAL_BOOTS, "0" * 64)} if name == "boot on trial" else None
+            probe = boot_probe(binary, dirs[version], script, work, on_trial)
             kib, why = bisect(probe, lo=1)
             ok, free = probe(BOOT_HEAP)
             boot.setdefault(name, {})[version] = {"kib": kib, "free": free if ok else None,
@@ -485,7 +510,7 @@ def measure_times(codes, releases, work):
     for code in codes:
         if code.name not in (".py", "original .py") or TIME_VERSION not in code.binaries:
             continue
-        keys = ["window-x1", "tar-x1"] + (["signed-x1"] if not code.original else [])
+        keys = ["window-x1", "tar-x1"] + (["signed-x1", "trial-x1"] if not code.original else [])
         for key in keys:
             release = releases[key]
             for rate in (None, PACED_RATE):
@@ -534,7 +559,7 @@ def print_heap_table(figures, original_given):
     for form in (".py", ".mpy", "frozen"):
         for key, release in releases.items():
             row = heaps.get(form, {}).get(key, {})
-            if key in ("window-x4", "signed-x1") or form == "frozen":
+            if key in ("window-x4", "signed-x1", "trial-x1") or form == "frozen":
                 beside = "%-18s %-18s" % ("-", "-")
             elif original_given:
                 original = heaps.get("original " + form, {}).get(key, {})
@@ -560,7 +585,8 @@ def print_heap_table(figures, original_given):
 def print_boot_table(figures):
     boot = figures["boot"]
     print("\nA boot with nothing pending: `import uota; uota.recover()` (the original: `import uota`);")
-    print("  init boot.py: the boot.py `uota init` writes, which loads uota only when an install is pending")
+    print("  init boot.py: the boot.py `uota init` writes, which loads uota only when an install is pending;")
+    print("  boot on trial: the same with a release on trial, whose boot it counts")
     print("  smallest heap, KiB; heap free after it in a %d KiB heap, KiB; cost = the empty script's free less it"
           % BOOT_HEAP)
     print("%-14s %10s %10s %10s   %10s %10s %10s" % ("script", "1.20 min", "1.20 free", "1.20 cost",

@@ -13,12 +13,14 @@ import time
 from pathlib import Path
 
 from support import flash
-from support.power_cut import served_releases, sweep_flash, sweep_flash_recover, sweep_micropython
+from support.power_cut import (FlashTrial, MicroPythonTrial, served_releases, sweep_flash, sweep_flash_recover,
+                               sweep_micropython, sweep_trial)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 REPORT = ROOT / "docs" / "reliability.md"
 RECOVER_CUTS_PER_UPDATE_CUT = 6  # recover() cut at its first, last and 4 seeded writes
+TRIAL_BOOTS = 2
 
 METHOD = """\
 # Reliability: power cuts during an update
@@ -72,6 +74,47 @@ Where the writes are:
   or, in the "FAT-style rename" row, remove the target then rename, as on FAT.
 """
 
+SELF_UPDATE = """\
+## A release that updates uota itself
+
+The sweeps above run the device code from outside the device's filesystem. When a release
+ships new device code into the folder the running code comes from (`lib/uota/`), a cut in
+the middle of the install used to leave a mix of old and new modules there, and `boot.py`'s
+`import uota` then failed before `recover()` could run: a device that needed a cable. The
+install now writes the new device code beside the old (`*.uota-new`), marks the group
+complete (`uota.swap`, naming the folder), renames it in place in one burst and removes the
+mark; the `boot.py` snippet of `uota init` finishes that burst before it imports uota.
+`tests/test_self_update.py` cuts the power after each rename of such an install (every
+journal, file and swap rename), on MicroPython 1.20 and 1.29, with a release whose entry
+module needs a name only its new core has; every cut boots, finishes (or, cut before the
+journal, installs next) and then runs the new code. With the code before this change, the
+cut after the fourth rename left a device that could not import uota. A `boot.py` written
+by an older `uota init` lacks the last step: rerun `uota init` on the project so that its
+next release ships the new snippet.
+
+"""
+
+TRIAL_METHOD = """\
+## Trial boots
+
+The same releases with `'trial_boots': 2` in both `uota.cfg` files, and three more
+operations cut at every write (`tests/support/power_cut.py`, `sweep_trial`):
+
+- **install on trial**: the update, which now moves what it replaces into the backup, cut
+  after write N; a boot (`recover()`, which counts it); the verdict: *old* as above, or
+  *new*: exactly B plus the trial's records (`uota.trial`, `uota.bak/`). Then the trial runs
+  to its end without `confirm()` (an update first if old; boots until the rollback), and the
+  device must hold exactly A with `uota.state` remembering B as failed.
+- **confirm**: from B on trial after one boot, `confirm()` cut after write N; a boot; the
+  application's `confirm()` at that boot; three more boots: exactly B, nothing else.
+- **rollback**: from B on trial with its boots spent, the `recover()` that rolls back cut
+  after write N; a boot: exactly A with B remembered as failed; then an update, which must
+  not install B again.
+
+In this table *old* and *new* are where each case ended before the trial ran on; a case
+whose end is wrong counts as bricked.
+"""
+
 FAT_NOTES = """\
 ## Found and fixed by these sweeps
 
@@ -108,6 +151,42 @@ What FAT cannot promise, and no updater can fix:
   sectors) can leave both for a moment, sharing one cluster chain.
 
 Prefer littlefs on boards that update over the air.
+
+## Switching a board from FAT to littlefs
+
+Which filesystem a board has depends on the firmware that first set up its flash, not on the
+firmware it runs now: ESP32 and ESP8266 firmware formats a blank flash as littlefs v2 since
+MicroPython 1.13, but a board set up by older firmware (or flashed again without erasing)
+keeps its FAT volume; most STM32 boards use FAT (MicroPython's "Working with filesystems"
+page lists the defaults per board). On 1.23 and newer, `import vfs; print(vfs.mount())`
+shows what is mounted at `/` (a `VfsFat` or a `VfsLfs2`).
+
+Reformatting erases every file on the board, the device's own settings (`uota.cfg`,
+`version`, `wifi.json`, ...) too. So first copy them to the computer with mpremote, e.g.
+`mkdir backup && mpremote cp -r :lib :boot.py :main.py :uota.cfg :version backup/`
+(`mpremote ls :` lists what there is). Then, at the board's REPL (`mpremote repl`), on an
+ESP32, whose filesystem is the partition labelled `vfs` (builds for TinyUF2 name it `ffat`
+and set it up as FAT on purpose, to show it as a USB drive):
+
+```python
+import os, esp32
+bdev = esp32.Partition.find(esp32.Partition.TYPE_DATA, label='vfs')[0]
+os.umount('/')
+os.VfsLfs2.mkfs(bdev)              # formats: the old files are gone from here on
+os.mount(os.VfsLfs2(bdev), '/')
+```
+
+On other ports `bdev` is the port's own block device (ESP8266: `from flashbdev import bdev`;
+STM32 boards whose firmware includes littlefs: `pyb.Flash(start=0)`, mounted at `/flash`).
+From MicroPython 1.23 the same functions and classes are in the `vfs` module (`vfs.umount`,
+`vfs.VfsLfs2.mkfs`, `vfs.mount`); `os` keeps them for compatibility. The board mounts the new
+volume by itself at the next boot (the filesystem type is detected). Copy the files back,
+from the backup folder: `mpremote cp -r lib boot.py main.py uota.cfg version :`.
+
+Firmware without littlefs (`os.VfsLfs2` missing: most STM32 boards) needs a build with it
+enabled (`MICROPY_VFS_LFS2 = 1` in the board's `mpconfigboard.mk`, as the pyboard has); a
+firmware build can also format littlefs by default, as the ESP32 and ESP8266 ports do, so that
+new boards never start on FAT.
 """
 
 
@@ -151,9 +230,26 @@ def main():
             tallies.append(sweep_micropython(runtime, releases, folder, fat_rename=fat_rename,
                                              scenario="update cut, " + label))
             print(row(tallies[-1]), flush=True)
+        trial = []
+        with served_releases(TRIAL_BOOTS) as trial_releases:
+            machines = [(lambda fs=fs: FlashTrial(fs, trial_releases), name)
+                        for fs, name in ((flash.LittleFs, "littlefs"), (flash.Fat, "FAT"))]
+            machines += [(lambda r=runtime, f=fat_rename, label=label: MicroPythonTrial(
+                r, trial_releases, Path(scratch) / ("trial-%s" % label.replace(" ", "-")), f), label)
+                for runtime, fat_rename, label in (("micropython-1.20", False, "MicroPython 1.20"),
+                                                   ("micropython-1.29", True, "MicroPython 1.29, FAT-style rename"))]
+            for make, name in machines:
+                for phase in ("install", "confirm", "rollback"):
+                    tally = sweep_trial(make(), phase, TRIAL_BOOTS)
+                    tally.scenario = "%s cut on trial, %s" % (phase, name)
+                    trial.append(tally)
+                    print(row(tally), flush=True)
     figures = "\n".join([HEADER] + [row(tally) for tally in tallies])
-    REPORT.write_text("%s\n## Results\n\n%s\n\nBricked cases:\n\n%s\n\n%s" % (
-        METHOD, figures, bricked_cases(tallies), FAT_NOTES))
+    trial_figures = "\n".join([HEADER] + [row(tally) for tally in trial])
+    REPORT.write_text("%s\n## Results\n\n%s\n\nBricked cases:\n\n%s\n\n%s%s\n### Results\n\n%s\n\nBricked cases:\n\n%s\n\n%s" % (
+        METHOD, figures, bricked_cases(tallies), SELF_UPDATE, TRIAL_METHOD, trial_figures, bricked_cases(trial),
+        FAT_NOTES))
+    tallies += trial
     print("\n%s written in %.0f s" % (REPORT.relative_to(ROOT), time.time() - started))
     return 1 if any(tally.counts["bricked"] for tally in tallies) else 0
 

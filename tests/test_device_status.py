@@ -43,7 +43,7 @@ def test_a_refused_release_is_the_error_of_this_boot(runtime, tmp_path, dist, se
 
     got = after_update(device)
 
-    assert got["version"] == "1.0.0" and got["failed"] is None
+    assert got["version"] == "1.0.0" and got["failed"] == "1.1.0"  # refused (test_device_refused_release.py)
     assert got["error"] == "SHA-256 of the download does not match latest"
 
 

@@ -57,6 +57,10 @@ CFG_TEMPLATE = """\
     #   'headers': {{'Authorization': 'Bearer ...'}},
     #   'timeout': 10,    # seconds, for connecting and for each read
     #   'min_rate': 256,  # bytes/s on average: a slower server is given up after `timeout` s
+    #   'retries': 0,     # a download the network cuts is resumed this many times, 1, 2, 4... s apart
+    # Optional: put each release on trial for N boots; main.py calls uota.confirm() once it
+    # works, else the next boot rolls it back (docs/fleet.md):
+    #   'trial_boots': 0,
 }}
 """
 

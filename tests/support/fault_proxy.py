@@ -15,6 +15,7 @@ A fault acts on the bytes of a response, headers and body counted together from 
     trickle(interval, fast=0)
                          send the first `fast` bytes at once, then the rest of the
                          response one byte per interval
+`proxy.faults = FaultsOnce({...})`: each fault acts on the next response for its path only.
 `strip_range = True` removes Range from requests, as a proxy that does not know it does.
 `proxy.requests` lists the request heads received, as text.
 
@@ -41,6 +42,13 @@ class Fault:
     body_limit: int = None  # the body is cut to this many bytes and its length removed
     interval: float = 0  # seconds between bytes
     fast: int = 0  # with interval: bytes sent at once before the first wait
+
+
+class FaultsOnce(dict):
+    """Faults by path, each used up by the first response it acts on."""
+
+    def get(self, path, default=None):
+        return self.pop(path, default)
 
 
 def drop_after(n):

@@ -21,6 +21,7 @@ package("uota", files=[
     "_response.py",
     "_signature.py",
     "_tar.py",
+    "_tree.py",
     "_trial.py",
     "_url.py",
     "_verify.py",

@@ -17,7 +17,8 @@
 #                        pins, GET latest there: it must offer this release or a newer
 #                        one (_fetch), signed by the keys it trusts, which must be keys
 #                        (_signature) ->
-#                        record it as ready, with what the install needs to know
+#                        record it as ready, with what the install needs to know; a
+#                        download refused on the way is recorded as such (_core._refuse)
 #   status():            installed, pending and failed versions, the trial, the last
 #                        error (_fleet)
 #   install_new_firmware(): journal "installing" -> with trial_boots, the release goes on
@@ -40,10 +41,12 @@
 #               checked; need: the flash bytes its install takes at its peak),
 #               installing (the journal), retry (the journal of an install that failed
 #               other than by a power cut: recover() tries it once more), failed (it
-#               failed again: the archive is deleted, that release is not tried again,
-#               the next one is; also a release rolled back). A "*N" line: the install
-#               puts the release on trial for N boots. Replaced atomically (written
-#               beside, renamed over); a file without its "end" line is ignored.
+#               failed again, or was rolled back: that release is not tried again, the
+#               next one is; or its download was refused, a "?" line says why: it is
+#               downloaded again after 2**size - 1 checks, `need` counts them down, see
+#               _core._refuse). A "*N" line: the install puts the release on trial for N
+#               boots. Replaced atomically (written beside, renamed over); a file
+#               without its "end" line is ignored.
 #   <path>.uota-new  a file being written; renamed over <path> once complete.
 #   uota.swap, uota.trial, uota.bak/  new device code complete (_paths.swap_group); the
 #               release on trial and its backup (_trial).
@@ -54,7 +57,7 @@ import gc
 import sys
 
 from ._core import (VERSION, _BACKUP, _STATE, _TMP_SUFFIX, _TRIAL, DownloadError, UotaError, VerifyError,  # noqa: F401
-                    _clear_state, _exists, _log, _read_state, _remove, _stat, _write_state, const)
+                    _clear_state, _exists, _log, _read_state, _refuse, _remove, _stat, _write_state, const)
 
 _FAILURES = (UotaError, OSError, ValueError, MemoryError)  # built once: a full heap may raise here
 _MICROPYTHON = sys.implementation.name == "micropython"
@@ -92,7 +95,7 @@ _SIGNATURE_STEP = _step("_signature", "_der")
 _FLEET_STEP = _step("_fleet")
 _VERIFY_STEP = _step("_verify", "_tar")
 _CHECK_STEP = _FETCH_STEP + _VERIFY_STEP + _SIGNATURE_STEP + _FLEET_STEP + _step("_cfg", "_paths")
-_INSTALL_STEP = _step("_install", "_tar", "_paths", "_trial")
+_INSTALL_STEP = _step("_install", "_tar", "_paths", "_trial", "_tree")
 
 
 def _unload(step):
@@ -125,9 +128,11 @@ def _check(quiet, version_check, pubkey_hash):
     gc.collect()  # what the download left is garbage now: the window gets one free stretch
     try:
         state, delete, need, new_cfg = _judge_download(cfg, pubkey_hash)
-    except VerifyError:
+    except VerifyError as e:
         _remove(cfg["tmp_filename"])
-        _remove(_STATE)
+        state = _read_state()
+        if state:
+            _refuse(state[1], state[3], state[7], e)
         raise
     # The device's trial_boots, not the release's: a release cannot take itself off trial.
     _write_state("ready", state[1], state[2], state[3], state[4], state[5], delete, need, new_cfg,
@@ -250,23 +255,19 @@ def _install_downloaded(quiet, _a, _b):
 
 
 def status():
-    """What the application may report: {"version": installed, "pending": a release
-    downloaded or downloading, "failed": a release that failed to install or was rolled
-    back (not tried again), "error": why this boot's last call failed, "trial": whether the
-    installed release is on trial, "boots_left": how many more boots it gets before a
-    rollback}; None where there is none."""
+    """{version, pending, failed, error, trial, boots_left}: what an application may report
+    (docs/fleet.md)."""
     from ._fleet import status
 
     try:
         return status(_last_error)
     finally:
-        _unload(_FLEET_STEP + _step("_trial", "_paths"))
+        _unload(_FLEET_STEP + _INSTALL_STEP)
 
 
 def recover(quiet=False):
-    """Call first in boot.py: finishes an install a reset interrupted, and counts the boots
-    of a release on trial ('trial_boots' in uota.cfg), rolling it back when they are spent
-    without confirm(). True when it changed the installed release. Cheap otherwise."""
+    """Call first in boot.py: finishes an interrupted install, counts the boots of a release
+    on trial and rolls it back when they are spent. True when the release changed."""
     if not _exists(_STATE) and not _exists(_STATE + _TMP_SUFFIX) and not _exists(_TRIAL):
         return False
     try:
@@ -277,11 +278,11 @@ def recover(quiet=False):
 
 def _boot(quiet, _a, _b):
     done = _recover(quiet)
-    if not _exists(_TRIAL):
-        return done
-    from ._trial import count_boot
+    if _exists(_TRIAL):
+        from ._trial import count_boot
 
-    return count_boot(quiet) or done
+        done = count_boot(quiet) or done
+    return done
 
 
 def _recover(quiet, _a=None, _b=None):
@@ -296,8 +297,7 @@ def _recover(quiet, _a=None, _b=None):
 
 
 def confirm():
-    """Call once the release runs well (it reached the network, it checked for updates):
-    ends its trial and frees its backup. True when a release that has booted was on trial."""
+    """Call once the release on trial works: its backup goes. True when one was on trial."""
     if not _exists(_TRIAL) and not _exists(_BACKUP):
         return False
     try:

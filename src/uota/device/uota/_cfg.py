@@ -144,13 +144,13 @@ def check_cfg(cfg):
     for key in ("url", "tmp_filename"):
         if not isinstance(cfg.get(key), str) or not cfg[key]:
             raise VerifyError("uota.cfg: %s must be a non-empty string" % key)
-    for key, kind in (("excluded_files", (list, tuple)), ("delete", (list, tuple)), ("headers", dict), ("local", (list, tuple)), ("timeout", (int, float)), ("min_rate", (int, float)), ("keys", (list, tuple)), ("pins", (list, tuple)), ("require_hash", bool), ("report", bool), ("trial_boots", int)):
+    for key, kind in (("excluded_files", (list, tuple)), ("delete", (list, tuple)), ("headers", dict), ("local", (list, tuple)), ("timeout", (int, float)), ("min_rate", (int, float)), ("keys", (list, tuple)), ("pins", (list, tuple)), ("require_hash", bool), ("report", bool), ("trial_boots", int), ("retries", int)):
         if key in cfg and not isinstance(cfg[key], kind):
             raise VerifyError("uota.cfg: %s has the wrong type" % key)
     if not 0 < cfg.get("timeout", 10) <= 3600 or not 0 < cfg.get("min_rate", 256) < 1 << 29:
         raise VerifyError("uota.cfg: timeout or min_rate out of range")
-    if not 0 <= cfg.get("trial_boots", 0) <= 100:
-        raise VerifyError("uota.cfg: trial_boots must be 0 to 100")
+    if not 0 <= cfg.get("trial_boots", 0) <= 100 or not 0 <= cfg.get("retries", 0) <= 10:
+        raise VerifyError("uota.cfg: trial_boots must be 0 to 100, retries 0 to 10")
     try:
         _split_url(cfg["url"])
     except DownloadError as e:

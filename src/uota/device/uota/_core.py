@@ -183,17 +183,28 @@ def _write_atomic(path, text):
     os.rename(tmp, path)  # atomic on littlefs; FAT removes then renames: recover() mends
 
 
-def _write_state(phase, version, size, sha, archive, excluded, delete=(), need=0, cfg=None, trial=0):
+def _write_state(phase, version, size, sha, archive, excluded, delete=(), need=0, cfg=None, trial=0, why=None):
     lines = ["%s;%s;%d;%s;%s;%d" % (phase, version, size, sha, archive, need)]
     lines.extend(excluded)
     for entry in delete:
-        lines.append(":" + entry)  # ':', '=' and '*' are in no safe path
+        lines.append(":" + entry)  # ':', '=', '*' and '?' are in no safe path
     if cfg is not None:
         lines.append("=" + cfg)  # a dict literal written by repr(): one line
     if trial:
         lines.append("*%d" % trial)  # the install keeps a backup: the release is on trial
+    if why:
+        lines.append("?" + why.replace("\n", " "))  # why a failed release failed
     lines.append("end\n")
     _write_atomic(_STATE, "\n".join(lines))
+
+
+def _refuse(version, sha, refusals, error):
+    # Remember release `version` (sha: its SHA-256) as refused for `error`, the refusals+1-th
+    # time: it is downloaded again only after 2**refusals - 1 more checks (63 at most; the
+    # first time at the next one: the network may have spoiled it), or once latest names
+    # another release. A partial record keeps the count in its `need` field meanwhile.
+    _write_state("failed", version, refusals + 1, sha, "", (), (), min((1 << refusals) - 1, 63),
+                 why="was refused: %s" % error)
 
 
 def _read_state():
@@ -215,7 +226,7 @@ def _state_from(path):
     fields = lines[0].split(";")
     if len(fields) != 6 or not fields[2].isdigit() or not fields[5].isdigit():
         return None
-    excluded, delete, cfg, trial = [], [], None, 0
+    excluded, delete, cfg, trial, why = [], [], None, 0, None
     for entry in lines[1:-2]:
         if entry[:1] == ":":
             delete.append(entry[1:])
@@ -223,9 +234,11 @@ def _state_from(path):
             cfg = entry[1:]
         elif entry[:1] == "*":
             trial = int(entry[1:])
+        elif entry[:1] == "?":
+            why = entry[1:]
         else:
             excluded.append(entry)
-    return fields[0], fields[1], int(fields[2]), fields[3], fields[4], excluded, delete, int(fields[5]), cfg, trial
+    return fields[0], fields[1], int(fields[2]), fields[3], fields[4], excluded, delete, int(fields[5]), cfg, trial, why
 
 
 def _clear_state(state):

@@ -1,8 +1,8 @@
 # Fetching a release: `latest` into a bounded buffer, the version order, and the archive
 # streamed to flash, hashed on the fly and resumed where an earlier try was cut.
 
-from ._core import (_STATE, UotaError, VerifyError, _copy, _free_bytes, _hex, _log, _read_state, _read_version,
-                    _remove, _sha256, _stat, _write_state, const)
+from ._core import (_STATE, DownloadError, UotaError, VerifyError, _copy, _free_bytes, _hex, _log, _read_state,
+                    _read_version, _refuse, _remove, _sha256, _stat, _write_state, const)
 from ._http import _request
 from ._latest import _LATEST_MAX, compare_versions, parse_latest
 
@@ -33,15 +33,23 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
             return "newest"
     archive, excluded = cfg["tmp_filename"], cfg["excluded_files"]
     state = _read_state()
+    refusals = 0  # of this release so far (_refuse): they space out its downloads
     if state and state[0] == "failed" and state[1] == version and (not sha or state[3] == sha):
-        raise VerifyError("release %s failed to install: waiting for another" % version)
+        why = state[10] or "failed to install"
+        if why[:11] != "was refused":
+            raise VerifyError("release %s %s: waiting for another" % (version, why))
+        if state[7]:  # checks to let pass before it is downloaded again
+            _write_state("failed", version, state[2], state[3], "", (), (), state[7] - 1, why=why)
+            raise VerifyError("release %s %s: not downloaded again for %d more checks, unless latest changes"
+                              % (version, why, state[7]))
+        refusals = state[2]
     st = _stat(archive)
     offset = 0
     if state and state[1] == version and st and (state[3] == sha or not sha and state[0] == "ready"):
         if state[0] == "ready" and st[6] == state[2]:
             return "ready"
         if state[0] == "partial":
-            offset = st[6]
+            offset, refusals = st[6], state[7]
     if not offset:
         _remove(_STATE)
     if free_kb * 1024 > _free_bytes() + offset:
@@ -49,10 +57,29 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
     if not quiet:
         _log("info", "new version %s is available%s" % (version, " (resuming at byte %d)" % offset if offset else ""))
     if sha:  # a download cut short can be resumed, and checked against the hash
-        _write_state("partial", version, 0, sha, archive, excluded)
-    size, sha = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha, offset, free_kb,
-                          int(named.get("size", "-1")))
-    _write_state("partial", version, size, sha, archive, excluded)  # whole, not checked yet
+        _write_state("partial", version, 0, sha, archive, excluded, (), refusals)
+    retries = cfg.get("retries", 0)
+    while True:
+        try:
+            size, sha = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha, offset, free_kb,
+                                  int(named.get("size", "-1")))
+            break
+        except VerifyError as e:
+            _refuse(version, sha, refusals, e)
+            raise
+        except (DownloadError, OSError) as e:  # the network: resumed after a pause, if uota.cfg says so
+            if not retries or not sha:  # without a hash, nothing was kept to resume
+                raise
+            wait = min(1 << (cfg["retries"] - retries), 30)
+            retries -= 1
+            if not quiet:
+                _log("info", "download cut (%s): resuming in %d s" % (e, wait))
+            from time import sleep
+
+            sleep(wait)
+            st = _stat(archive)
+            offset = st[6] if st else 0
+    _write_state("partial", version, size, sha, archive, excluded, (), refusals)  # whole, not checked yet
     return "downloaded"
 
 

@@ -8,7 +8,8 @@ import os
 
 from ._core import (_STATE, _TMP_SUFFIX, VerifyError, _clear_state, _copy, _exists, _finish_rename,
                     _free_bytes, _is_dir, _log, _read_version, _remove, _stat, _write_atomic, _write_state, const)
-from ._paths import _HOME, _excluded, _makedirs, _new_parent, _remove_tree, swap_group
+from ._paths import _HOME, _excluded, _new_parent
+from ._tree import _makedirs, _remove_tree, swap_group
 from ._tar import _Tar
 
 _CHUNK = const(1024)
@@ -34,7 +35,7 @@ def _install(state, quiet):
         if state[9]:  # the backup puts the last confirmed release back now
             from ._trial import roll_back
 
-            roll_back(quiet)
+            roll_back(quiet, "failed to install, and was rolled back")
         raise
 
 

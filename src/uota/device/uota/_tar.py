@@ -1,6 +1,6 @@
 # The archive: tar in gzip, read through one buffer.
 
-from ._core import VerifyError, _number, const
+from ._core import UotaError, VerifyError, _number, const
 from ._paths import _safe_path
 
 _CHUNK = const(1024)
@@ -56,9 +56,12 @@ class _Tar:
             self.bits = window_bits(buf[: self.f.readinto(buf[:64])])
             self.f.seek(0)
             self.gz = _gunzip(self.f, self.bits)
-        except (OSError, ValueError, EOFError, MemoryError):  # MicroPython < 1.21 reads the header here
+        except MemoryError:  # not the archive's fault: it is checked again at the next try
             self.f.close()
-            raise VerifyError("archive is not a gzip file, or no RAM for its window")
+            raise UotaError("no RAM for the archive's %d-byte window" % (1 << self.bits))
+        except (OSError, ValueError, EOFError):  # MicroPython < 1.21 reads the header here
+            self.f.close()
+            raise VerifyError("archive is not a gzip file")
         self.left = 0  # unread data of the current member
         self.pad = 0
         self.count = 0
@@ -83,7 +86,7 @@ class _Tar:
         except EOFError:  # ... and on a gzip stream cut short
             raise VerifyError("archive is truncated")
         except MemoryError:  # deflate allocates its window at the first read
-            raise VerifyError(
+            raise UotaError(
                 "not enough RAM for the %d-byte window this archive needs: build the release "
                 "with a smaller uota build --window-bits than %d" % (1 << self.bits, self.bits)
             )

@@ -19,7 +19,8 @@ import os
 
 from ._core import (_BACKUP, _TMP_SUFFIX, _TRIAL, _copy, _exists, _is_dir, _log, _read_text, _remove, _stat,
                     _write_atomic, _write_state)
-from ._paths import _HOME, _makedirs, _remove_tree, swap_group
+from ._paths import _HOME
+from ._tree import _makedirs, _remove_tree, swap_group
 
 _OLD = _BACKUP + "/old"
 _NEW = _BACKUP + "/new"
@@ -93,13 +94,14 @@ def confirm():
     return on_trial is not None
 
 
-def roll_back(quiet):
-    # Put the last confirmed release back and remember the one on trial as failed.
+def roll_back(quiet, why=None):
+    # Put the last confirmed release back and remember the one on trial as failed, for `why`.
     if not _exists(_TRIAL):
         return  # a backup without it is what a cut confirm() left (begin)
     on_trial = trial()
     if on_trial:
-        _write_state("failed", on_trial[1], 0, on_trial[2], "", ())
+        why = why or "was rolled back: not confirmed in %d boots" % on_trial[0]
+        _write_state("failed", on_trial[1], 0, on_trial[2], "", (), why=why)
     _undo(_OLD, "")  # device code goes beside its target, to be put in place as a group
     home = _HOME[:-1]
     if _is_dir(_stat(home)):

@@ -4,7 +4,7 @@
 
 import os
 
-from ._core import (_BACKUP, _OWN_FILES, _RECORDS, _TMP_SUFFIX, VerifyError, _exists, _free_bytes, _is_dir, _is_link, _read_state,
+from ._core import (_BACKUP, _OWN_FILES, _RECORDS, _TMP_SUFFIX, UotaError, VerifyError, _exists, _free_bytes, _is_dir, _is_link, _read_state,
                     _stat, const)
 from ._paths import _HOME, _excluded, _new_parent, _parents, _safe_path
 from ._tar import _Tar
@@ -85,8 +85,8 @@ def check_archive(cfg, buf):
                 raise VerifyError("the release needs %d kB more than the %d kB free" % ((peak - free + 1023) // 1024, free // 1024))
     except ValueError:  # text members that are not UTF-8
         raise VerifyError("the archive's version or uota.cfg is not text")
-    except MemoryError:
-        raise VerifyError("not enough RAM to check the archive")
+    except MemoryError:  # a UotaError, not a VerifyError: the next try checks it again
+        raise UotaError("not enough RAM to check the archive")
     finally:
         tar.close()
     tar = None  # frees the window for the record's lines
