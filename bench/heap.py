@@ -515,7 +515,8 @@ def measure_times(codes, releases, work):
             release = releases[key]
             for rate in (None, PACED_RATE):
                 folder = Path(tempfile.mkdtemp(prefix="time-", dir=work))
-                devices = [old_device(folder / ("d%d" % i), release.url(rate), release.trust) for i in range(TIME_RUNS)]
+                devices = [old_device(folder / ("d%d" % i), release.url(rate), release.trust, release.trial)
+                           for i in range(TIME_RUNS)]
                 before = read_tree(devices[0])
                 install = "uota.install_new_firmware() is None" if code.original else "uota.install_new_firmware()"
                 script = TIME_SCRIPT % ([str(d) for d in devices], str(release.archive), release.wbits,

@@ -114,6 +114,20 @@ def test_update_completes_within_the_budget(binaries, bench_releases, code_py, t
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+def test_an_update_on_trial_completes_within_the_same_budget(binaries, bench_releases, code_py, tmp_path, version):
+    # trial_boots' budget: at most 2 KiB more than without it, which measures a KiB or two
+    # under HEAP_KIB: its backup costs renames, not heap.
+    release = bench_releases["trial-x1"]
+    device = bench.old_device(tmp_path / "device", release.url(), trial=release.trial)
+    before = read_tree(device)
+
+    result, out = update(binaries[version], device, HEAP_KIB[version], code_py)
+
+    assert result == ["True", "True"], out
+    assert bench.tree_problem(device, release, before) is None, out
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 def test_half_the_budget_fails_cleanly_and_a_retry_completes(binaries, bench_releases, code_py, tmp_path, version):
     release = bench_releases["window-x1"]
     device, before = fresh_device(tmp_path, release)

@@ -94,29 +94,15 @@ del os, _name
 
 # What older versions of `uota init` wrote; replaced by BOOT_SNIPPET.
 OLD_BOOT_SNIPPETS = (
-    "# uota: before the app starts, finish an install that a power cut interrupted (or retry,\n"
-    "# once, one that failed). Without uota's journal there is nothing to do: uota is not loaded.\n"
-    "import os\n"
-    "try:  # new device code is written whole: put it in place before importing it\n"
-    "    os.stat('uota.swap')\n"
-    "    _home = open('uota.swap').read()\n"
-    "    for _name in os.listdir(_home):\n"
-    "        if _name.endswith('.uota-new'):\n"
-    "            os.rename(_home + '/' + _name, _home + '/' + _name[:-9])\n"
-    "    os.remove('uota.swap')\n"
-    "    del _home\n"
-    "except OSError:\n"
-    "    pass\n"
-    "for _name in ('uota.state', 'uota.state.uota-new'):  # the journal, or it mid-rename on FAT\n"
-    "    try:\n"
-    "        os.stat(_name)\n"
-    "    except OSError:\n"
-    "        continue\n"
-    "    import uota\n"
-    "    uota.recover()\n"
-    "    del uota\n"
-    "    break\n"
-    "del os, _name\n",
+    # before trial boots: the same without uota.trial
+    BOOT_SNIPPET.replace(
+        "finish an install that a power cut interrupted (or retry,\n# once, one that failed), and count the boots of a "
+        "release on trial (rolled back when they\n# are spent). Without uota's records there is nothing to do: uota is "
+        "not loaded.",
+        "finish an install that a power cut interrupted (or retry,\n# once, one that failed). Without uota's journal "
+        "there is nothing to do: uota is not loaded.").replace(
+        "('uota.state', 'uota.state.uota-new', 'uota.trial'):  # .uota-new: mid-rename on FAT",
+        "('uota.state', 'uota.state.uota-new'):  # the journal, or it mid-rename on FAT"),
     "# uota: before the app starts, finish an install that a power cut interrupted (or retry,\n"
     "# once, one that failed). Without uota's journal there is nothing to do: uota is not loaded.\n"
     "import os\n"

@@ -20,6 +20,7 @@ package("uota", files=[
     "_pin.py",
     "_response.py",
     "_signature.py",
+    "_status.py",
     "_tar.py",
     "_tree.py",
     "_trial.py",

@@ -20,7 +20,7 @@
 #                        record it as ready, with what the install needs to know; a
 #                        download refused on the way is recorded as such (_core._refuse)
 #   status():            installed, pending and failed versions, the trial, the last
-#                        error (_fleet)
+#                        error (_status)
 #   install_new_firmware(): journal "installing" -> with trial_boots, the release goes on
 #                        trial (_trial) -> one pass over the archive (_install, _tar)
 #                        writing every file beside its target, renamed over (on trial, the
@@ -206,6 +206,8 @@ def _check_archive(cfg):
 
 
 def _plan_cfg(release_cfg, cfg, dropped):
+    if release_cfg is None and not cfg["delete"] and not dropped:
+        return [], None, None  # nothing to plan: _cfg's code is not loaded again
     gc.collect()  # the window is garbage now: compiling _cfg from source gets its stretch back
     from ._cfg import plan_cfg
 
@@ -257,12 +259,12 @@ def _install_downloaded(quiet, _a, _b):
 def status():
     """{version, pending, failed, error, trial, boots_left}: what an application may report
     (docs/fleet.md)."""
-    from ._fleet import status
+    from ._status import status
 
     try:
         return status(_last_error)
     finally:
-        _unload(_FLEET_STEP + _INSTALL_STEP)
+        _unload(_step("_status") + _INSTALL_STEP)
 
 
 def recover(quiet=False):

@@ -51,14 +51,3 @@ def report(cfg):
         result = "%s:%s" % ({"partial": "pending", "ready": "pending", "retry": "installing"}.get(state[0], state[0]), state[1])
     return {"X-Uota-Device": identity, "X-Uota-Version": version, "X-Uota-Result": result}
 
-
-def status(error):
-    """uota.status()'s dict, with `error` as this boot's last error."""
-    from ._trial import trial
-
-    state = _read_state()
-    phase, version = state[:2] if state else (None, None)
-    on_trial = trial()
-    return {"version": _read_version(), "pending": version if phase in ("partial", "ready") else None,
-            "failed": version if phase == "failed" else None, "error": error,
-            "trial": on_trial is not None, "boots_left": max(on_trial[0] - on_trial[3], 0) if on_trial else None}
