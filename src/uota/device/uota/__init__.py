@@ -202,6 +202,7 @@ def _fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
 def _check_archive(cfg):
     from ._verify import check_archive
 
+    gc.collect()  # what compiling it left is garbage: the window gets one free stretch
     return check_archive(cfg, bytearray(_CHUNK))
 
 
