@@ -85,16 +85,19 @@ for _name in ('uota.state', 'uota.state.uota-new', 'uota.trial'):  # .uota-new: 
         os.stat(_name)
     except OSError:
         continue
-    import uota
+    import sys, uota
     uota.recover()
-    del uota
+    for _name in list(sys.modules):  # the application gets the heap back: uota loads again when used
+        if _name.split('.')[0] == 'uota':
+            del sys.modules[_name]
+    del sys, uota
     break
 del os, _name
 """
 
 # What older versions of `uota init` wrote; replaced by BOOT_SNIPPET.
 OLD_BOOT_SNIPPETS = (
-    # before trial boots: the same without uota.trial
+    # before trial boots: the same without uota.trial, and uota left loaded
     BOOT_SNIPPET.replace(
         "finish an install that a power cut interrupted (or retry,\n# once, one that failed), and count the boots of a "
         "release on trial (rolled back when they\n# are spent). Without uota's records there is nothing to do: uota is "
@@ -102,7 +105,10 @@ OLD_BOOT_SNIPPETS = (
         "finish an install that a power cut interrupted (or retry,\n# once, one that failed). Without uota's journal "
         "there is nothing to do: uota is not loaded.").replace(
         "('uota.state', 'uota.state.uota-new', 'uota.trial'):  # .uota-new: mid-rename on FAT",
-        "('uota.state', 'uota.state.uota-new'):  # the journal, or it mid-rename on FAT"),
+        "('uota.state', 'uota.state.uota-new'):  # the journal, or it mid-rename on FAT").replace(
+        "    import sys, uota\n    uota.recover()\n    for _name in list(sys.modules):  # the application gets the heap "
+        "back: uota loads again when used\n        if _name.split('.')[0] == 'uota':\n            del sys.modules[_name]\n"
+        "    del sys, uota\n", "    import uota\n    uota.recover()\n    del uota\n"),
     "# uota: before the app starts, finish an install that a power cut interrupted (or retry,\n"
     "# once, one that failed). Without uota's journal there is nothing to do: uota is not loaded.\n"
     "import os\n"
