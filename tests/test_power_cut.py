@@ -156,7 +156,7 @@ def test_power_cut_between_fat_remove_and_rename_is_repaired_on_micropython(rele
 # ---------------------------------------------------------------- trial boots
 
 TRIAL_BOOTS = 2
-TRIAL_FLASH_CUTS = 24  # per phase and filesystem; `make reliability` runs every one
+TRIAL_FLASH_CUTS = None  # every one: about 40 s for the six sweeps, and a sample missed a rare cut
 TRIAL_MICROPYTHON_CUTS = 4  # each case is five to eight boots of real MicroPython
 
 

@@ -44,7 +44,7 @@ def _apply(state, quiet):
     buf = memoryview(bytearray(_CHUNK))
     made = ""
     home = ""  # the running device code's folder, as the release spells it, when it ships code there
-    keep = None  # on trial: keep(path, move) backs a file up before it changes
+    keep = None  # on trial: keep(path, buf) backs a file up before it changes
     tar = _Tar(state[4], buf)
     try:
         path = tar.next()  # the window is allocated now, while nothing has changed yet
@@ -52,7 +52,7 @@ def _apply(state, quiet):
         if state[9]:
             from ._trial import begin, keep, new_folder
 
-            begin(version, state[3], state[9])
+            begin(version, state[3], state[9], buf)
         if _read_version() == version:
             _remove("version")  # a reinstall: only the new version file may commit it
         while path is not None:
@@ -63,7 +63,7 @@ def _apply(state, quiet):
                     made = folder
                 if path == "uota.cfg" and state[8] is not None:
                     if keep:
-                        keep(path, False, buf)
+                        keep(path, buf)
                     _write_atomic(path, state[8])  # the release's, with the device's own settings
                 elif not tar.is_dir:
                     key = path.lower()
@@ -94,7 +94,7 @@ def _write_member(tar, path, buf, rename=True, keep=None):
         with open(tmp, "wb") as f:
             _copy(tar, buf, f.write)
         if keep:
-            keep(path, rename, buf)
+            keep(path, buf)
         if rename:
             os.rename(tmp, path)  # the file is always its old or its new content
     except Exception:  # not a power cut: leave no temporary file behind

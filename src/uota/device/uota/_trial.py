@@ -6,9 +6,11 @@
 #   uota.trial        "N;version;sha256\n" of the release on trial, then one "+" per boot
 #                     counted. Written before the install changes anything; removed first
 #                     by confirm(), last by a rollback.
-#   uota.bak/old/P    the previous content of each file P the install replaced or deleted:
-#                     moved there, not copied (device code, which must stay in place until
-#                     its group is whole, is copied).
+#   uota.bak/old/P    a copy of each file P the install replaced or deleted, made before P
+#                     changes. Copied, not renamed: a rename across folders that a cut
+#                     interrupts can leave FAT with two names on one cluster chain (removing
+#                     either frees the other's content), and hid unrelated entries of the
+#                     folder on littlefs until its next write (power-cut sweeps).
 #   uota.bak/new/P    an empty mark for each file P the install added, and
 #                     uota.bak/new/F/.uota-new for each folder F it made.
 # A file with either entry is not backed up again, so an install cut and finished, or a
@@ -26,31 +28,36 @@ _OLD = _BACKUP + "/old"
 _NEW = _BACKUP + "/new"
 
 
-def begin(version, sha, boots):
+def begin(version, sha, boots, buf):
     # The install of `version` (its archive's sha256) starts, with its journal written.
     if not _exists(_TRIAL):
         _remove_tree(_BACKUP)  # what a confirm() cut short left: it would hide what changes
     _write_atomic(_TRIAL, "%d;%s;%s\n" % (boots, version, sha))
-    keep("version")
+    keep("version", buf)
 
 
-def keep(path, move=True, buf=None):
-    # Before file `path` changes or goes: its content into the backup (copied through buf
-    # when not `move`), or a mark that the install adds it.
+def keep(path, buf=None):
+    # Before file `path` changes or goes: a copy of it in the backup (through buf), or a
+    # mark that the install adds it.
     old, new = _OLD + "/" + path, _NEW + "/" + path
     if _exists(old) or _exists(new):
         return
     st = _stat(path)
     target = old if st else new
     _makedirs(target[: target.rfind("/")])
-    if not st:
-        open(new, "w").close()
-    elif move:
-        os.rename(path, old)
+    if st:
+        _copy_file(path, old, buf)
     else:
-        with open(path, "rb") as src, open(old + _TMP_SUFFIX, "wb") as dest:
-            _copy(src, buf, dest.write)
-        os.rename(old + _TMP_SUFFIX, old)
+        open(new, "w").close()
+
+
+def _copy_file(source, target, buf=None):
+    # source's content to target, written beside it and renamed over it: always whole.
+    if buf is None:  # the delete list's files: the install's buffer is not passed that far
+        buf = memoryview(bytearray(256))
+    with open(source, "rb") as src, open(target + _TMP_SUFFIX, "wb") as dest:
+        _copy(src, buf, dest.write)
+    os.rename(target + _TMP_SUFFIX, target)
 
 
 def new_folder(folder):
@@ -102,18 +109,19 @@ def roll_back(quiet, why=None):
     if on_trial:
         why = why or "was rolled back: not confirmed in %d boots" % on_trial[0]
         _write_state("failed", on_trial[1], 0, on_trial[2], "", (), why=why)
-    _undo(_OLD, "")  # device code goes beside its target, to be put in place as a group
+    buf = memoryview(bytearray(512))
+    _undo(_OLD, "", buf)  # device code goes beside its target, to be put in place as a group
     home = _HOME[:-1]
     if _is_dir(_stat(home)):
         swap_group(home)
-    _undo(_NEW, "")
+    _undo(_NEW, "", buf)
     _remove_tree(_BACKUP)
     _remove(_TRIAL)
     if not quiet:
         _log("warning", "uota: rolled back %s, which was not confirmed" % (on_trial[1] if on_trial else "a release"))
 
 
-def _undo(root, folder):
+def _undo(root, folder, buf):
     # Each file under root/folder: restored to its path (old), or the file it marks removed
     # (new); then the folders the install made, and the emptied backup folders.
     here = root + "/" + folder[:-1] if folder else root
@@ -123,7 +131,7 @@ def _undo(root, folder):
     for name in os.listdir(here):
         path = folder + name
         if _is_dir(_stat(root + "/" + path)):
-            _undo(root, path + "/")
+            _undo(root, path + "/", buf)
         elif name == _TMP_SUFFIX:
             made = True  # marks a folder the install made: removed once emptied
             continue
@@ -132,8 +140,7 @@ def _undo(root, folder):
         elif not name.endswith(_TMP_SUFFIX):  # else a copy a cut left unfinished
             if folder:
                 _makedirs(folder[:-1])
-            group = folder.lower() == _HOME
-            os.rename(root + "/" + path, path + _TMP_SUFFIX if group else path)
+            _copy_file(root + "/" + path, path + _TMP_SUFFIX if folder.lower() == _HOME else path, buf)
         _remove(root + "/" + path)
     if made:
         try:

@@ -30,8 +30,8 @@ def check_archive(cfg, buf):
     ships_home = False  # whether it ships device code where the running one is
     bsize = os.statvfs(".")[0]
     free = _free_bytes()
-    # On trial (_trial) the files replaced stay in the backup, whose folders mirror the
-    # release's: one for what it replaced, one for the marks of what it added.
+    # On trial (_trial) a copy of each file replaced stays in the backup, whose folders
+    # mirror the release's: one for what it replaced, one for the marks of what it added.
     trial = 4 * bsize if cfg.get("trial_boots") else 0
     growth = peak = 3 * trial // 2
     checked = ""
@@ -77,10 +77,11 @@ def check_archive(cfg, buf):
             st = _stat(path)
             if _is_dir(st):
                 raise VerifyError("archive has file %r where the device has a directory" % path)
-            old = st[6] if st else 0
+            old = (st[6] + bsize - 1) // bsize * bsize if st else 0
             blocks = (size + bsize - 1) // bsize * bsize
-            peak = max(peak, growth + blocks + bsize)
-            growth += blocks - (0 if trial else (old + bsize - 1) // bsize * bsize)
+            # the new file beside the old (and, on trial, the old one's copy), then the old goes
+            peak = max(peak, growth + blocks + bsize + (old if trial else 0))
+            growth += blocks - (0 if trial else old)
             if peak > free:  # refuse a decompression bomb at its first oversized member
                 raise VerifyError("the release needs %d kB more than the %d kB free" % ((peak - free + 1023) // 1024, free // 1024))
     except ValueError:  # text members that are not UTF-8
