@@ -124,6 +124,12 @@ FAT_NOTES = """\
 - On FAT, a cut between removing `uota.cfg` and renaming `uota.cfg.uota-new` over it left
   no configuration: `recover()` and every later update failed. `uota.cfg` is now taken
   from its complete `.uota-new` copy.
+- Trial boots' first backup moved each replaced file into `uota.bak/` by a rename across
+  folders. On FAT, a cut between FatFs's two directory writes left two names on one cluster
+  chain, and the install's next removal freed the backup's content (5 of 144 cuts restored
+  a corrupt file); on littlefs, a cut inside such a rename hid the journal from `recover()`
+  until the folder's next write (2 of 275 cuts). The backup is copied now, and every rename
+  uota makes is within one folder.
 
 ## What FAT allows
 
