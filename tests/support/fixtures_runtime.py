@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from uota.runtime import RUNTIMES, DeviceRun, run_device
+from uota.runtime import RUNTIMES, DeviceRun, DeviceTimeout, run_device
 
 DEVICE_MODULE_DIR = Path(__file__).resolve().parent.parent.parent / "src" / "uota" / "device"
 RUNTIME_IDS = {"cpython": "cpython", "micropython-1.20": "mp120", "micropython-1.29": "mp129"}
@@ -29,9 +29,19 @@ class Device:
         self.module_dirs = list(module_dirs)
 
     def run(self, script, **options) -> DeviceRun:
-        """Runs `script` (dedented) on the device; options go to run_device."""
+        """Runs `script` (dedented) on the device; options go to run_device.
+
+        MicroPython 1.20's WebAssembly build hangs after its script about once in a few
+        thousand runs (seen after an install had printed its result). A run killed for it
+        changed nothing: the runner copies the device's files back only when it ends. So a
+        1.20 run that times out is run once more; a second timeout fails the test."""
         options.setdefault("module_dirs", self.module_dirs)
-        return run_device(self.runtime, self.root, textwrap.dedent(script), **options)
+        try:
+            return run_device(self.runtime, self.root, textwrap.dedent(script), **options)
+        except DeviceTimeout:
+            if self.runtime != "micropython-1.20":
+                raise
+            return run_device(self.runtime, self.root, textwrap.dedent(script), **options)
 
 
 @pytest.fixture(params=RUNTIMES, ids=[RUNTIME_IDS[name] for name in RUNTIMES])
