@@ -113,6 +113,11 @@ class _Zeros:
         pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'excluded_files': 'wifi.json'}", 'uota.cfg: excluded_files has the wrong type', id="excluded-not-a-list"),
         pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'local': 'site'}", 'uota.cfg: local has the wrong type', id="local-not-a-list"),
         pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'excluded_files': ['../x']}", "unsafe path '../x'", id="excluded-outside-root"),
+        pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'trial_boots': '2'}", 'uota.cfg: trial_boots has the wrong type', id="trial-boots-not-a-number"),
+        pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'trial_boots': 101}", 'uota.cfg: trial_boots must be 0 to 100, retries 0 to 10', id="trial-boots-too-many"),
+        pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'f', 'retries': -1}", 'uota.cfg: trial_boots must be 0 to 100, retries 0 to 10', id="retries-negative"),
+        pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'UOTA.TRIAL'}", "uota.cfg: tmp_filename may not be 'UOTA.TRIAL'", id="tmp-filename-is-the-trial"),
+        pytest.param("{'url': 'http://127.0.0.1:9/', 'tmp_filename': 'uota.bak/fw'}", "uota.cfg: tmp_filename may not be 'uota.bak/fw'", id="tmp-filename-in-the-backup"),
     ],
 )
 def test_bad_cfg_values_are_a_clear_error(runtime, tmp_path, cfg, reason):

@@ -24,7 +24,7 @@
 #   install_new_firmware(): journal "installing" -> with trial_boots, the release goes on
 #                        trial (_trial) -> one pass over the archive (_install, _tar)
 #                        writing every file beside its target, renamed over (on trial, the
-#                        old file moved into the backup first) -> delete list, then the
+#                        old file copied into the backup first) -> delete list, then the
 #                        dropped files -> version (the commit) -> remove archive and state
 #   recover(): finishes an install that a reset interrupted; counts the boots of a release
 #              on trial and rolls it back from its backup when they are spent (_trial);
@@ -48,7 +48,7 @@
 #               boots. Replaced atomically (written beside, renamed over); a file
 #               without its "end" line is ignored.
 #   <path>.uota-new  a file being written; renamed over <path> once complete.
-#   uota.swap, uota.trial, uota.bak/  new device code complete (_paths.swap_group); the
+#   uota.swap, uota.trial, uota.bak/  new device code complete (_tree.swap_group); the
 #               release on trial and its backup (_trial).
 #
 # MIT license.
