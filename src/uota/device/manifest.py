@@ -10,6 +10,7 @@ package("uota", files=[
     "__init__.py",
     "_cfg.py",
     "_core.py",
+    "_delta.py",
     "_der.py",
     "_fetch.py",
     "_fleet.py",

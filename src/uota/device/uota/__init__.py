@@ -90,10 +90,10 @@ def _step(*names):
 # The modules each step loads, unloaded when it is done: MicroPython then frees their
 # code. Built here, as _unload runs when the heap may be full.
 _CFG_STEP = _step("_cfg")
-_FETCH_STEP = _step("_fetch", "_http", "_response", "_url", "_latest", "_pin", "_der", "_fleet")
+_FETCH_STEP = _step("_fetch", "_http", "_response", "_url", "_latest", "_pin", "_der", "_fleet", "_delta")
 _SIGNATURE_STEP = _step("_signature", "_der")
 _FLEET_STEP = _step("_fleet")
-_VERIFY_STEP = _step("_verify", "_tar")
+_VERIFY_STEP = _step("_verify", "_tar", "_delta")
 _CHECK_STEP = _FETCH_STEP + _VERIFY_STEP + _SIGNATURE_STEP + _FLEET_STEP + _step("_cfg", "_paths")
 _INSTALL_STEP = _step("_install", "_tar", "_paths", "_trial", "_tree")
 
@@ -113,14 +113,15 @@ def check_for_updates(version_check=True, quiet=False, pubkey_hash=b""):
         _unload(_CHECK_STEP)
 
 
-def _check(quiet, version_check, pubkey_hash):
+def _check(quiet, version_check, pubkey_hash, delta=True):
     cfg = _device_cfg()
     _recover(quiet)
     latest = _fetch_latest(cfg, pubkey_hash, _report(cfg))
     if cfg.get("keys"):  # before the version's order: an expired latest is a freeze attack
         _unload(_FETCH_STEP)  # the signature's big integers get the heap the HTTP code had
         _check_signature(cfg, latest)
-    got = _fetch_release(cfg, latest, quiet, version_check, pubkey_hash)
+    got = _fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta)
+    full_sha = latest[3]
     latest = None  # garbage now, not an island in the heap the archive's check needs
     if got != "downloaded":
         return got == "ready"
@@ -131,6 +132,11 @@ def _check(quiet, version_check, pubkey_hash):
     except VerifyError as e:
         _remove(cfg["tmp_filename"])
         state = _read_state()
+        if delta and full_sha and state and state[3] != full_sha:  # a delta: the full release, now
+            _remove(_STATE)
+            if not quiet:
+                _log("info", "delta failed (%s): taking the full release" % e)
+            return _check(quiet, version_check, pubkey_hash, False)
         if state:
             _refuse(state[1], state[3], state[7], e)
         raise
@@ -192,11 +198,11 @@ def _check_signature(cfg, latest):
     _unload(_SIGNATURE_STEP)
 
 
-def _fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
+def _fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta):
     gc.collect()
     from ._fetch import fetch_release
 
-    return fetch_release(cfg, latest, quiet, version_check, pubkey_hash)
+    return fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta)
 
 
 def _check_archive(cfg):

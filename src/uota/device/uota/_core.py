@@ -21,7 +21,9 @@ _STATE = "uota.state"
 _SWAP = "uota.swap"  # while there, new device code is complete beside the old (_install)
 _TRIAL = "uota.trial"  # the release on trial and its boots (_trial)
 _BACKUP = "uota.bak"  # what the install on trial replaced, deleted and added (_trial)
-_OWN_FILES = ("version", "uota.cfg", "uota.state", "uota.files")  # written by uota alone
+_FILES = "uota.files"  # what the installed release installed: SHA256HEX SIZE PATH per file
+_DELTA = "uota.delta"  # in a delta archive, what it applies to (_delta); never installed
+_OWN_FILES = ("version", "uota.cfg", "uota.state", _FILES)  # written by uota alone
 _RECORDS = (_STATE, _SWAP, _TRIAL, _BACKUP)  # uota's records: no release writes or deletes them
 
 

@@ -9,8 +9,9 @@ from ._latest import _LATEST_MAX, compare_versions, parse_latest
 _CHUNK = const(1024)
 
 
-def fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
-    # When `latest` (fetch_latest's) names a newer release, download it and record it as
+def fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta=True):
+    # When `latest` (fetch_latest's) names a newer release, download it, or its delta from
+    # this device's version (_delta) when it names one and `delta`, and record it as
     # partial. Returns "newest" (nothing to do), "ready" (downloaded and checked in an
     # earlier boot) or "downloaded".
     version, filename, free_kb, sha, named, _ = latest
@@ -43,6 +44,15 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
             raise VerifyError("release %s %s: not downloaded again for %d more checks, unless latest changes"
                               % (version, why, state[7]))
         refusals = state[2]
+    size = int(named.get("size", "-1"))
+    # A download of the full release already under way is finished, not swapped for a delta.
+    delta = delta and sha and "delta" in named and not (state and state[1] == version and state[3] == sha)
+    if delta:
+        from ._delta import find_delta
+
+        delta = find_delta(cfg, pubkey_hash, filename, named["delta"], quiet)
+        if delta:
+            filename, free_kb, sha, size = delta
     st = _stat(archive)
     offset = 0
     if state and state[1] == version and st and (state[3] == sha or not sha and state[0] == "ready"):
@@ -61,14 +71,21 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
     retries = cfg.get("retries", 0)
     while True:
         try:
-            size, sha = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha, offset, free_kb,
-                                  int(named.get("size", "-1")))
+            size, sha = _download(cfg["url"] + filename, archive, cfg, pubkey_hash, sha, offset, free_kb, size)
             break
-        except VerifyError as e:
-            _refuse(version, sha, refusals, e)
-            raise
-        except (DownloadError, OSError) as e:  # the network: resumed after a pause, if uota.cfg says so
-            if not retries or not sha:  # without a hash, nothing was kept to resume
+        except (VerifyError, DownloadError, OSError) as e:
+            st = _stat(archive)
+            got = st[6] if st else 0
+            # A delta refused, or not to be had at all (a cut one is resumed): the full release
+            if delta and (isinstance(e, VerifyError) or got <= offset):
+                if not quiet:
+                    _log("info", "delta failed (%s): taking the full release" % e)
+                return fetch_release(cfg, latest, quiet, version_check, pubkey_hash, False)
+            if isinstance(e, VerifyError):
+                _refuse(version, sha, refusals, e)
+                raise
+            # The network: resumed after a pause, if uota.cfg says so; without a hash nothing was kept.
+            if not retries or not sha:
                 raise
             wait = min(1 << (cfg["retries"] - retries), 30)
             retries -= 1
@@ -77,8 +94,7 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash):
             from time import sleep
 
             sleep(wait)
-            st = _stat(archive)
-            offset = st[6] if st else 0
+            offset = got
     _write_state("partial", version, size, sha, archive, excluded, (), refusals)  # whole, not checked yet
     return "downloaded"
 

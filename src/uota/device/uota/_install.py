@@ -6,7 +6,7 @@
 
 import os
 
-from ._core import (_STATE, _TMP_SUFFIX, VerifyError, _clear_state, _copy, _exists, _finish_rename,
+from ._core import (_DELTA, _STATE, _TMP_SUFFIX, VerifyError, _clear_state, _copy, _exists, _finish_rename,
                     _free_bytes, _is_dir, _log, _read_version, _remove, _stat, _write_atomic, _write_state, const)
 from ._paths import _HOME, _excluded, _new_parent
 from ._tree import _makedirs, _remove_tree, swap_group
@@ -56,7 +56,7 @@ def _apply(state, quiet):
         if _read_version() == version:
             _remove("version")  # a reinstall: only the new version file may commit it
         while path is not None:
-            if not (path in ("", "version") or _excluded(path.lower(), excluded)):
+            if not (path in ("", "version", _DELTA) or _excluded(path.lower(), excluded)):
                 folder = path if tar.is_dir else _new_parent(path, made)
                 if folder:
                     _makedirs(folder, keep and new_folder)  # also when the archive has no directory entries

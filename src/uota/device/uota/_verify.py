@@ -4,12 +4,11 @@
 
 import os
 
-from ._core import (_BACKUP, _OWN_FILES, _RECORDS, _TMP_SUFFIX, UotaError, VerifyError, _exists, _free_bytes, _is_dir, _is_link, _read_state,
+from ._core import (_BACKUP, _DELTA, _FILES, _OWN_FILES, _RECORDS, _TMP_SUFFIX, UotaError, VerifyError, _exists, _free_bytes, _is_dir, _is_link, _read_state,
                     _stat, const)
 from ._paths import _HOME, _excluded, _new_parent, _parents, _safe_path
 from ._tar import _Tar
 
-_FILES = "uota.files"
 _PATHS_MAX = const(2000)  # distinct files and folders one archive may name
 _CFG_MAX = const(4096)  # the largest uota.cfg
 
@@ -25,7 +24,7 @@ def check_archive(cfg, buf):
     state = _read_state()
     version = state[1]
     protected = (archive.lower(),) + _RECORDS  # compared lower-cased, as FAT finds names
-    release_cfg = None
+    release_cfg = delta = None
     listed = False  # whether the release lists its files
     ships_home = False  # whether it ships device code where the running one is
     bsize = os.statvfs(".")[0]
@@ -49,6 +48,11 @@ def check_archive(cfg, buf):
                 raise VerifyError("archive would overwrite %r" % path)
             if is_dir and size:
                 raise VerifyError("archive has directory %r with data" % path)
+            if path == _DELTA:
+                if size > _CFG_MAX:
+                    raise VerifyError("the archive's uota.delta is too large")
+                delta = tar._read_small(size).decode()  # checked once the window is freed
+                continue
             if path == "version":
                 if size > 64 or tar._read_small(size).decode().strip() != version:
                     raise VerifyError("the archive's version file does not say %s" % version)
@@ -91,7 +95,21 @@ def check_archive(cfg, buf):
     finally:
         tar.close()
     tar = None  # frees the window for the record's lines
-    return state, release_cfg, peak, _dropped(files, ships_home, protected) if listed else ()
+    if delta is not None:
+        if not listed:
+            raise VerifyError("the delta does not list its release's files")
+        from ._delta import check_base
+
+        try:
+            paths, keeps_home = check_base(delta, files, excluded, buf)
+        except (OSError, ValueError):
+            raise VerifyError("the delta's base cannot be checked")
+        ships_home = ships_home or keeps_home
+    elif listed:
+        paths = _listed()
+    else:
+        return state, release_cfg, peak, ()
+    return state, release_cfg, peak, _dropped(paths, files, ships_home, protected)
 
 
 def shipped(cfg, buf, paths):
@@ -131,32 +149,38 @@ def _members(tar, path):
         path = tar.next()
 
 
-def _dropped(files, ships_home, protected):
-    # Files on the device that the installed release's uota.files names and this release
-    # does not ship: they go once the new files are in place. Never what a release may not
-    # write, nor the running device code unless the release ships device code in its place.
-    # A hash collision keeps a file, which is safe; so does a record that cannot be read.
+def _dropped(paths, files, ships_home, protected):
+    # Of `paths`, the files on the device that go once the new files are in place: those
+    # the installed release listed in uota.files that this one does not ship, or those a
+    # delta deletes. Never what a release may not write, nor the running device code unless
+    # the release ships device code in its place. A hash collision keeps a file, which is
+    # safe; so does a record that cannot be read.
     dropped = []
-    if not _exists(_FILES):  # not opened to fail: see _core._read_text
-        return dropped
     try:
-        with open(_FILES) as f:
-            for line in f:
-                path = line.rstrip("\n").split(" ", 2)[-1]  # SHA256HEX SIZE PATH
-                key = path.lower()
-                if hash(key) in files or _overwrites(path, key, protected) or not ships_home and key.startswith(_HOME):
-                    continue
-                try:
-                    if _safe_path(path) != path:
-                        continue  # ./x names x: only one spelling counts
-                except VerifyError:
-                    continue
-                st = _stat(path)
-                if st and not _is_dir(st):
-                    dropped.append(path)
+        for path in paths:
+            key = path.lower()
+            if hash(key) in files or _overwrites(path, key, protected) or not ships_home and key.startswith(_HOME):
+                continue
+            try:
+                if _safe_path(path) != path:
+                    continue  # ./x names x: only one spelling counts
+            except VerifyError:
+                continue
+            st = _stat(path)
+            if st and not _is_dir(st):
+                dropped.append(path)
     except (OSError, ValueError):  # a record that cannot be read, or is not text
         return ()
     return dropped
+
+
+def _listed():
+    # The paths uota.files names: the files the installed release installed.
+    if not _exists(_FILES):  # not opened to fail: see _core._read_text
+        return
+    with open(_FILES) as f:
+        for line in f:
+            yield line.rstrip("\n").split(" ", 2)[-1]  # SHA256HEX SIZE PATH
 
 
 def _new_folder(path, files, folders, bsize, backup):
