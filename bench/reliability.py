@@ -51,6 +51,11 @@ the power cut after write N (every later write is lost while the code runs on), 
 - **bricked**: anything else: a tree that is neither, a file missing or changed, a stray
   `*.uota-new`, a journal still `installing`, `recover()` reporting an error or raising.
 
+"Delta update cut" is the same update by a delta: A and B also share a 6 KB file, A's
+`uota.files` is that of A built by `uota build`, and B's `latest` names a delta from A
+(`uota build --delta-from`), which the device takes: it leaves out the shared file and the
+unchanged one, and lists the files to delete.
+
 A case that is old or new must then finish the job: one more update without a cut has to
 end at exactly B with nothing left behind, or the case counts as bricked.
 "Update cut, recover cut" also cuts `recover()` itself: after each update cut N, recover is
@@ -236,6 +241,14 @@ def main():
             tallies.append(sweep_micropython(runtime, releases, folder, fat_rename=fat_rename,
                                              scenario="update cut, " + label))
             print(row(tallies[-1]), flush=True)
+        with served_releases(delta=True) as delta_releases:
+            for filesystem, name in ((flash.LittleFs, "littlefs"), (flash.Fat, "FAT")):
+                tallies.append(sweep_flash(filesystem, delta_releases, scenario="delta update cut, " + name))
+                print(row(tallies[-1]), flush=True)
+            for runtime, label in (("micropython-1.20", "MicroPython 1.20"), ("micropython-1.29", "MicroPython 1.29")):
+                tallies.append(sweep_micropython(runtime, delta_releases, Path(scratch) / ("delta-" + runtime),
+                                                 scenario="delta update cut, " + label))
+                print(row(tallies[-1]), flush=True)
         trial = []
         with served_releases(TRIAL_BOOTS) as trial_releases:
             machines = [(lambda fs=fs: FlashTrial(fs, trial_releases), name)

@@ -8,6 +8,7 @@ archive, then to B, whose `latest` names a delta from A.
 """
 
 import hashlib
+import io
 import random
 import shutil
 import tarfile
@@ -246,3 +247,69 @@ def test_a_power_cut_in_a_delta_install_is_finished_by_recover(runtime, tmp_path
     assert device.files() != expected
     assert device.call("print(uota.recover())")[0] == "True"
     assert device.files() == expected
+
+
+# ---------------------------------------------------------------- hostile deltas
+
+
+def respin(served, delta, changes):
+    """Rewrite the delta archive with `changes` ({member: bytes, or None to leave it out}),
+    then its line in the index and latest's hash of the index, as a hostile server would."""
+    old = members(delta)
+    with tarfile.open(delta, "w:gz") as tar:
+        for name, data in dict(old, **changes).items():
+            if name in changes and changes[name] is None or name not in old and data is None:
+                continue
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    data = delta.read_bytes()
+    index = served.dist / ("firmware-1.1.tar.gz" + INDEX_SUFFIX)
+    fields = index.read_text().strip().split(";")
+    fields[2:] = ["0", hashlib.sha256(data).hexdigest(), "size=%d" % len(data)]
+    index.write_text(";".join(fields) + "\n")
+    latest = (served.dist / "latest").read_text().split(";delta=")[0]
+    (served.dist / "latest").write_text("%s;delta=%s\n" % (latest, hashlib.sha256(index.read_bytes()).hexdigest()))
+
+
+def description(a, deletes=("lib/old.py",), version="1.0"):
+    base = hashlib.sha256(members(a.archive_path)["uota.files"]).hexdigest()
+    return ("%s\n%s\n%s" % (version, base, "".join(path + "\n" for path in deletes))).encode()
+
+
+@pytest.mark.parametrize("spoil", ["another version", "no base hash", "too large", "no file list"])
+def test_a_delta_that_misdescribes_itself_gives_the_full_release(runtime, tmp_path, releases, served, spoil):
+    expected = full_tree(runtime, tmp_path, served)
+    device = device_on(runtime, tmp_path, served)
+    a, b = releases
+    changes = {
+        "another version": {"uota.delta": description(a, version="0.9")},
+        "no base hash": {"uota.delta": b"1.0\n"},
+        "too large": {"uota.delta": description(a, deletes=["x%04d.py" % i for i in range(1000)])},
+        "no file list": {"uota.files": None},
+    }[spoil]
+    respin(served, b.deltas[0].path, changes)
+    result, log = device.update()
+    assert result == "True True", log
+    assert "delta failed" in log
+    assert served.requests[-1] == "/firmware-1.1.tar.gz"
+    assert device.files() == expected
+
+
+def test_a_delta_deletes_only_files_the_installed_release_listed(runtime, tmp_path, releases, served):
+    device = device_on(runtime, tmp_path, served)
+    a, b = releases
+    deletes = ["lib/old.py", "data/log.txt", "wifi.json", "uota.cfg", "version", "uota.state", "fw.tmp",
+               "../lib/same.py", "LIB/SAME.PY"]
+    respin(served, b.deltas[0].path, {"uota.delta": description(a, deletes)})
+    before = device.files()
+    result, log = device.update()
+    assert result == "True True", log
+    after = device.files()
+    assert "lib/old.py" not in after
+    for path in ("data/log.txt", "wifi.json", "uota.cfg", "lib/same.py"):
+        assert after[path] == before[path]

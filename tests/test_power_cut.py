@@ -9,7 +9,7 @@ import contextlib
 import pytest
 
 from support import flash
-from support.power_cut import (NEW_VERSION, OLD_VERSION, FlashTrial, MicroPythonTrial, judge, served_releases, sweep_flash,
+from support.power_cut import (NEW_VERSION, OLD_VERSION, FlashDevice, FlashTrial, MicroPythonTrial, judge, served_releases, sweep_flash,
                                sweep_flash_recover, sweep_micropython, sweep_trial)
 
 LITTLEFS_CUTS = 60
@@ -151,6 +151,35 @@ def test_power_cut_at_any_write_leaves_old_or_new_release_on_micropython(release
 def test_power_cut_between_fat_remove_and_rename_is_repaired_on_micropython(releases, tmp_path):
     tally = sweep_micropython("micropython-1.29", releases, tmp_path, MICROPYTHON_CUTS, fat_rename=True)
     assert_never_bricked(tally)
+
+
+# ---------------------------------------------------------------- delta releases
+
+
+@pytest.fixture(scope="module")
+def delta_releases():
+    with served_releases(delta=True) as releases:
+        yield releases
+
+
+def test_the_device_of_the_delta_sweeps_takes_the_delta(delta_releases):
+    device = FlashDevice(flash.LittleFs, delta_releases)
+    said = []
+    flash.set_in_package(device.module, "_log", lambda level, message: said.append(message))
+    device.boot(flash.Flash(device.image_of_old))
+    assert device.module.check_for_updates() and device.module.install_new_firmware()
+    assert "taking the delta from version %s" % OLD_VERSION in said
+    assert device.tree() == delta_releases.new_tree
+
+
+@pytest.mark.parametrize("filesystem, cuts", [(flash.LittleFs, LITTLEFS_CUTS), (flash.Fat, FAT_CUTS)], ids=["littlefs", "fat"])
+def test_power_cut_in_a_delta_update_leaves_old_or_new_release(delta_releases, filesystem, cuts):
+    assert_never_bricked(sweep_flash(filesystem, delta_releases, cuts, scenario="delta update cut"))
+
+
+@pytest.mark.parametrize("runtime", ["micropython-1.20", "micropython-1.29"], ids=["mp120", "mp129"])
+def test_power_cut_in_a_delta_update_leaves_old_or_new_release_on_micropython(delta_releases, runtime, tmp_path):
+    assert_never_bricked(sweep_micropython(runtime, delta_releases, tmp_path, MICROPYTHON_CUTS))
 
 
 # ---------------------------------------------------------------- trial boots

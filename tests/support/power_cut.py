@@ -67,6 +67,7 @@ NEW = {
     "assets/blob.bin": random.Random(7).randbytes(9000),  # incompressible, over a block
     "wifi.json": '{"ssid": "factory"}\n',  # in the archive, excluded on the device
 }
+SHARED = {"lib/shared.bin": random.Random(8).randbytes(6000)}  # in A and B alike: no delta carries it
 DELETED = ["lib/retired.py"]
 DROPPED = ["lib/dropped.py"]
 
@@ -76,18 +77,26 @@ def _bytes(data):
 
 
 class Releases:
-    """A and B for one server URL: B published in `dist`, and both trees as devices hold them."""
+    """A and B for one server URL: B published in `dist`, and both trees as devices hold them.
+    With `delta`, both also hold SHARED, A's uota.files is that of A built by `uota build`,
+    and B's `latest` names a delta from A."""
 
-    def __init__(self, dist, url, trial_boots=0):
+    def __init__(self, dist, url, trial_boots=0, delta=False):
         trial = {"trial_boots": trial_boots} if trial_boots else {}
         self.old_cfg = device_cfg(url, device_id="board-7", **trial)  # the device's own: the install keeps it
         self.new_cfg = device_cfg(url, delete=DELETED, **trial)
-        source = write_tree(Path(dist) / "src", dict(NEW, **{"uota.cfg": self.new_cfg}))
-        archive = build_release(source, NEW_VERSION, dist).archive_path
-        old = dict(OLD, **{"uota.cfg": self.old_cfg})
-        self.old_tree = tree_of(dict(old, **{"uota.files": files_list(old)}))  # as A's install left it
+        old = dict(OLD, **{"uota.cfg": self.old_cfg}, **(SHARED if delta else {}))
+        new_files = dict(NEW, **{"uota.cfg": self.new_cfg}, **(SHARED if delta else {}))
+        old_list, delta_from = files_list(old), []
+        if delta:
+            old_source = write_tree(Path(dist) / "src-a", {name: data for name, data in old.items() if name != "version"})
+            delta_from = [build_release(old_source, OLD_VERSION, Path(dist) / "a").archive_path]
+            old_list = listed_files(delta_from[0])
+        archive = build_release(write_tree(Path(dist) / "src", new_files), NEW_VERSION, dist,
+                                delta_from=delta_from).archive_path
+        self.old_tree = tree_of(dict(old, **{"uota.files": old_list}))  # as A's install left it
         new = dict(old)
-        new.update((name, data) for name, data in NEW.items() if name != "wifi.json")
+        new.update((name, data) for name, data in new_files.items() if name not in ("wifi.json", "uota.cfg"))
         for name in DELETED + DROPPED:
             del new[name]
         installed_cfg = repr(dict(ast.literal_eval(self.new_cfg), device_id="board-7"))
@@ -119,13 +128,14 @@ def _canonical_cfg(tree):
 
 
 @contextmanager
-def served_releases(trial_boots=0):
+def served_releases(trial_boots=0, delta=False):
     """Releases B served over HTTP on 127.0.0.1 for the length of the block; with
-    trial_boots, both releases' uota.cfg put an install on trial for that many boots."""
+    trial_boots, both releases' uota.cfg put an install on trial for that many boots; with
+    delta, the device on A takes B's delta from A."""
     with tempfile.TemporaryDirectory(prefix="uota-power-cut-") as dist:
         server = start_server(dist)
         try:
-            yield Releases(dist, server.url, trial_boots)
+            yield Releases(dist, server.url, trial_boots, delta)
         finally:
             server.shutdown()
 

@@ -12,6 +12,7 @@ from ._core import _FILES, _OWN_FILES, DownloadError, VerifyError, _copy, _hex, 
 from ._paths import _excluded, _HOME
 
 _LINE_MAX = const(256)  # the longest line of an index
+_INDEX_MAX = const(32768)  # the longest index: about 250 earlier releases
 
 
 def find_delta(cfg, pin, filename, index_sha, quiet):
@@ -20,17 +21,21 @@ def find_delta(cfg, pin, filename, index_sha, quiet):
     from ._http import _request
     from ._latest import parse_latest
 
-    current = _read_version()
+    current = _read_version() or ""
     try:
         response = _request(cfg["url"] + filename + ".deltas", cfg, pin)
         hasher = _sha256()
         mine = current.encode() + b";"
         found = None
         line = b""
+        total = 0
         buf = memoryview(bytearray(_LINE_MAX))
         try:
             while True:
                 n = response.readinto(buf)
+                total += n
+                if total > _INDEX_MAX:
+                    raise VerifyError("the delta index is longer than %d bytes" % _INDEX_MAX)
                 hasher.update(buf[:n])
                 line += bytes(buf[:n])
                 while b"\n" in line:
@@ -48,6 +53,8 @@ def find_delta(cfg, pin, filename, index_sha, quiet):
         if found:
             _, name, free_kb, sha, named, _ = parse_latest(found.decode())
             if sha:
+                if not quiet:
+                    _log("info", "taking the delta from version %s" % current)
                 return name, free_kb, sha, int(named.get("size", "-1"))
         why = "none from version %s" % current
     except (DownloadError, VerifyError, OSError, ValueError) as e:
@@ -58,27 +65,32 @@ def find_delta(cfg, pin, filename, index_sha, quiet):
 
 
 def check_base(text, shipped, excluded, buf):
-    # The files to delete (unfiltered) when the delta uota.delta's `text` describes applies
-    # to this device, and whether the release keeps device code in place; else VerifyError.
+    # When the delta that uota.delta's `text` describes applies to this device: (the files
+    # it deletes, only ever ones the installed release listed, before the install's own
+    # filters; whether the release keeps device code in place). Else VerifyError.
     # `shipped`: hashes of the lower-cased paths the delta writes.
     lines = text.split("\n")
     if len(lines) < 3 or lines[0] != _read_version():
         raise VerifyError("the delta is for version %s, not this device's" % lines[0])
-    deletes = [path for path in lines[2:] if path]
+    deletes = lines[2:]
     if _file_sha(_FILES, buf) != lines[1]:
         raise VerifyError("the delta's base is not the release this device has")
+    gone = []
     keeps_home = False
     with open(_FILES) as f:
         for entry in f:
             sha, size, path = entry.rstrip("\n").split(" ", 2)
             key = path.lower()
-            if hash(key) in shipped or key in _OWN_FILES or path in deletes or _excluded(key, excluded):
+            if path in deletes:
+                gone.append(path)
+                continue
+            if hash(key) in shipped or key in _OWN_FILES or _excluded(key, excluded):
                 continue
             keeps_home = keeps_home or key.startswith(_HOME)
             st = _stat(path)
             if not st or st[6] != int(size) or _file_sha(path, buf) != sha:
                 raise VerifyError("%r differs from the release this device had" % path)
-    return deletes, keeps_home
+    return gone, keeps_home
 
 
 def _file_sha(path, buf):
