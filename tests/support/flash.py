@@ -39,6 +39,7 @@ class Flash:
     def __init__(self, image=None):
         self.image = bytearray(image) if image is not None else bytearray(b"\xff" * FLASH_SIZE)
         self.writes = 0
+        self.programmed = 0  # bytes littlefs programmed (erases aside), for bench/delta.py
         self.cut_after = None
 
     def cut_power_after(self, writes):
@@ -164,6 +165,7 @@ class _FlashContext(littlefs.UserContext):
         return self.flash.read(block * BLOCK_SIZE + off, size)
 
     def prog(self, cfg, block, off, data):
+        self.flash.programmed += len(data)
         self.flash.write(block * BLOCK_SIZE + off, data)
         return 0
 

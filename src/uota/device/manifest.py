@@ -15,6 +15,7 @@ package("uota", files=[
     "_fetch.py",
     "_fleet.py",
     "_http.py",
+    "_index.py",
     "_install.py",
     "_latest.py",
     "_paths.py",

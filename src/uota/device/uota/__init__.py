@@ -6,19 +6,23 @@
 #                        (_fleet) -> GET latest (_fetch, _http, _response, _url,
 #                        _latest; _pin when pinned) -> when uota.cfg lists keys, check
 #                        latest's signature (_signature) -> compare versions; with a
-#                        rollout, is this device offered it yet (_fleet) -> GET the
-#                        archive into tmp_filename, hashing as it streams, resumed with
-#                        a Range request where an earlier try was cut (_fetch) -> check
-#                        the whole archive (_verify, _tar: names, kinds, sizes, space;
-#                        the files the installed release listed in uota.files that this
-#                        one drops) -> check the delete list, the release's uota.cfg's if
-#                        it has one, and merge that uota.cfg with the device's own
-#                        settings (_cfg) -> when it moves updates to another url or
+#                        rollout, is this device offered it yet (_fleet) -> when latest
+#                        names deltas, GET their index: is there one from this version
+#                        (_index) -> GET the archive (or the delta) into tmp_filename,
+#                        hashing as it streams, resumed with a Range request where an
+#                        earlier try was cut (_fetch) -> check the whole archive
+#                        (_verify, _tar: names, kinds, sizes, space; the files the
+#                        installed release listed in uota.files that this one drops; for
+#                        a delta, that this device's files are exactly the release it
+#                        applies to, _delta) -> check the delete list, the release's
+#                        uota.cfg's if it has one, and merge that uota.cfg with the
+#                        device's own settings (_cfg) -> when it moves updates to another url or
 #                        pins, GET latest there: it must offer this release or a newer
 #                        one (_fetch), signed by the keys it trusts, which must be keys
 #                        (_signature) ->
 #                        record it as ready, with what the install needs to know; a
-#                        download refused on the way is recorded as such (_core._refuse)
+#                        download refused on the way is recorded as such (_core._refuse);
+#                        a delta that fails anywhere gives the full release, at once
 #   status():            installed, pending and failed versions, the trial, the last
 #                        error (_status)
 #   install_new_firmware(): journal "installing" -> with trial_boots, the release goes on
@@ -90,7 +94,7 @@ def _step(*names):
 # The modules each step loads, unloaded when it is done: MicroPython then frees their
 # code. Built here, as _unload runs when the heap may be full.
 _CFG_STEP = _step("_cfg")
-_FETCH_STEP = _step("_fetch", "_http", "_response", "_url", "_latest", "_pin", "_der", "_fleet", "_delta")
+_FETCH_STEP = _step("_fetch", "_http", "_response", "_url", "_latest", "_pin", "_der", "_fleet", "_index")
 _SIGNATURE_STEP = _step("_signature", "_der")
 _FLEET_STEP = _step("_fleet")
 _VERIFY_STEP = _step("_verify", "_tar", "_delta")

@@ -11,7 +11,7 @@ _CHUNK = const(1024)
 
 def fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta=True):
     # When `latest` (fetch_latest's) names a newer release, download it, or its delta from
-    # this device's version (_delta) when it names one and `delta`, and record it as
+    # this device's version (_index, _delta) when it names one and `delta`, and record it as
     # partial. Returns "newest" (nothing to do), "ready" (downloaded and checked in an
     # earlier boot) or "downloaded".
     version, filename, free_kb, sha, named, _ = latest
@@ -48,7 +48,7 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta=True):
     # A download of the full release already under way is finished, not swapped for a delta.
     delta = delta and sha and "delta" in named and not (state and state[1] == version and state[3] == sha)
     if delta:
-        from ._delta import find_delta
+        from ._index import find_delta
 
         delta = find_delta(cfg, pubkey_hash, filename, named["delta"], quiet)
         if delta:

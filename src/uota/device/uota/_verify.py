@@ -96,21 +96,14 @@ def check_archive(cfg, buf):
         tar.close()
     tar = None  # frees the window for the record's lines
     if delta is not None:
-        if not listed:
-            raise VerifyError("the delta does not list its release's files")
         from ._delta import check_base
 
-        try:
-            paths, keeps_home = check_base(delta, files, excluded, buf)
-        except (OSError, ValueError):
-            raise VerifyError("the delta's base cannot be checked")
-        ships_home = ships_home or keeps_home
-    elif listed:
-        paths = _listed()
-    else:
+        lines, keeps_home = check_base(delta, listed, files, excluded, buf)
+        return state, release_cfg, peak, _dropped(lines, files, ships_home or keeps_home, protected)
+    if not listed or not _exists(_FILES):  # not opened to fail: see _core._read_text
         return state, release_cfg, peak, ()
-    return state, release_cfg, peak, _dropped(paths, files, ships_home, protected)
-
+    with open(_FILES) as f:
+        return state, release_cfg, peak, _dropped(f, files, ships_home, protected)
 
 def shipped(cfg, buf, paths):
     # {path: text} of the files of `paths` (canonical, at most _CFG_MAX bytes each) that the
@@ -149,15 +142,15 @@ def _members(tar, path):
         path = tar.next()
 
 
-def _dropped(paths, files, ships_home, protected):
-    # Of `paths`, the files on the device that go once the new files are in place: those
-    # the installed release listed in uota.files that this one does not ship, or those a
-    # delta deletes. Never what a release may not write, nor the running device code unless
-    # the release ships device code in its place. A hash collision keeps a file, which is
-    # safe; so does a record that cannot be read.
+def _dropped(lines, files, ships_home, protected):
+    # Of the files named by `lines` of uota.files (SHA256HEX SIZE PATH), those on the device
+    # that go once the new files are in place: never what this release ships, what a release
+    # may not write, nor the running device code unless the release ships device code in its
+    # place. A hash collision keeps a file, which is safe; so does a record that cannot be read.
     dropped = []
     try:
-        for path in paths:
+        for line in lines:
+            path = line.rstrip("\n").split(" ", 2)[-1]
             key = path.lower()
             if hash(key) in files or _overwrites(path, key, protected) or not ships_home and key.startswith(_HOME):
                 continue
@@ -172,15 +165,6 @@ def _dropped(paths, files, ships_home, protected):
     except (OSError, ValueError):  # a record that cannot be read, or is not text
         return ()
     return dropped
-
-
-def _listed():
-    # The paths uota.files names: the files the installed release installed.
-    if not _exists(_FILES):  # not opened to fail: see _core._read_text
-        return
-    with open(_FILES) as f:
-        for line in f:
-            yield line.rstrip("\n").split(" ", 2)[-1]  # SHA256HEX SIZE PATH
 
 
 def _new_folder(path, files, folders, bsize, backup):
