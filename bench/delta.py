@@ -13,7 +13,8 @@ device downloads the full archive, as every device on another version does.
   littlefs-python (MicroPython's VfsLfs2 settings, 4 KB blocks; tests/support/flash.py);
 - time: median of 5 whole updates on MicroPython 1.20's unix port (.py), unpaced loopback
   and paced at 250 KB/s;
-- heap: the smallest `-X heapsize` that completes it, device code as .py, 1.20 and 1.28.
+- heap: the smallest `-X heapsize` that completes it, device code as .py, 1.20 and 1.28;
+- and the bytes of a poll that finds nothing new, for the fleet figures of docs/hosting.md.
 
     PYTHONPATH=tests python bench/delta.py
 """
@@ -166,6 +167,22 @@ def timed_updates(binary, code, case, mode, rate, work):
         server.server_close()
 
 
+def poll_bytes(binary, code, case, work):
+    """Bytes the server sends a device that polls and finds nothing new (it is on 2.0.0)."""
+    server = serve(case.dist["delta"])
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="delta-poll-", dir=work))
+        device = case.device(folder / "d", "http://127.0.0.1:%d/" % server.server_address[1])
+        (device / "version").write_text("2.0.0")
+        returncode, out, err = run(binary, folder, UPDATE % [str(device)], 256, [code])
+        if "RUN False False" not in out or server.requests != 1:
+            raise SystemExit("the poll failed: %s %s" % (out[-2000:], err[-2000:]))
+        return server.sent
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def smallest_heap(binary, code, case, mode, work):
     server = serve(case.dist[mode])
     url = "http://127.0.0.1:%d/" % server.server_address[1]
@@ -222,10 +239,15 @@ def main():
                 print("| %s | %s | %d | %d | %d | %d | %.0f | %.0f | %s |" % (
                     case.label, mode, case.sizes[mode], sent, requests, programmed, unpaced, paced,
                     " / ".join(str(h) for h in heaps)), flush=True)
+            if count == 1:
+                poll = poll_bytes(binaries[TIME_VERSION], code, case, work)
             full, delta = row["full"], row["delta"]
             print("| %s | delta / full | %.1f %% | %.1f %% | | %.1f %% | %.0f %% | %.0f %% | |" % (
                 case.label, 100 * delta[0] / full[0], 100 * delta[1] / full[1], 100 * delta[3] / full[3],
                 100 * delta[4] / full[4], 100 * delta[5] / full[5]), flush=True)
+
+
+        print("A poll that finds nothing new: 1 request, %d bytes from the server." % poll)
 
 
 if __name__ == "__main__":
