@@ -374,3 +374,38 @@ def test_free_kb_reports_whether_devices_with_that_much_flash_free_have_room(goo
     assert short.returncode == 1
     assert "problem: a device with %d kB free refuses the release: its install needs %d kB at its peak" % (
         needed - 1, needed) in short.stdout
+
+
+# ---------------------------------------------------------------- delta releases
+
+
+@pytest.fixture
+def delta_release(tmp_path, dist):
+    old = build_release(write_tree(tmp_path / "app-1.0", APP), "1.0.0", tmp_path / "old")
+    new = dict(APP, **{"lib/util.py": "A = 2\n"})
+    return build_release(write_tree(tmp_path / "app-1.1", new), "1.1.0", dist, delta_from=[old.archive_path])
+
+
+def test_deltas_are_checked_and_listed(delta_release, dist, uota_serve):
+    result = check(uota_serve(dist))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deltas:    from 1.0.0 (%d bytes)" % delta_release.deltas[0].size in result.stdout
+    assert "warning" not in result.stdout
+
+
+@pytest.mark.parametrize("spoil, warning", [
+    ("index", "does not match latest's delta= hash"),
+    ("delta", "does not match its SHA-256 or size in the index"),
+    ("missing", "HTTP 404"),
+])
+def test_a_broken_delta_is_a_warning_as_devices_take_the_full_release(delta_release, dist, uota_serve, spoil, warning):
+    target = {"index": dist / "firmware-1.1.0.tar.gz.deltas", "delta": delta_release.deltas[0].path,
+              "missing": delta_release.deltas[0].path}[spoil]
+    if spoil == "missing":
+        target.unlink()
+    else:
+        target.write_bytes(target.read_bytes() + b"x")
+    result = check(uota_serve(dist))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert warning in result.stdout
+    assert "deltas:" not in result.stdout

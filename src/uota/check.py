@@ -19,7 +19,10 @@ machine's free space would make of it; the flash a device needs is reported. The
                what earlier releases shipped and this one does not) or one
                that does not list the archive's files as they are
     facts      latest's fields, archive size and hash, members, unpacked
-               size, the deflate window the device must allocate
+               size, the deflate window the device must allocate, and the deltas
+               (`delta`) that devices on earlier versions would take; a delta a
+               device would refuse is a warning, as that device takes the full
+               release
 
 Failing to reach the server at all is a `CommandError`, not a problem.
 """
@@ -30,6 +33,7 @@ import os
 import socket
 import ssl
 import sys
+import tarfile
 import tempfile
 import time
 from contextlib import contextmanager
@@ -39,7 +43,8 @@ from typing import List, Optional
 from urllib.parse import urljoin, urlsplit
 
 from .device import uota as device
-from .device.uota import _cfg, _core, _http, _latest, _signature, _tar, _verify
+from .delta import INDEX_SUFFIX
+from .device.uota import _cfg, _core, _http, _index, _latest, _signature, _tar, _verify
 from .errors import CommandError
 from .pin import pins_for_certificate
 
@@ -81,6 +86,7 @@ class Report:
     files_list: Optional[bytes] = None  # the archive's uota.files
     release_cfg: Optional[bytes] = None  # the archive's uota.cfg
     device_need: Optional[int] = None  # bytes of flash an empty device's install takes at its peak
+    deltas: List[str] = field(default_factory=list)  # "from VERSION (N bytes)" for each good delta
     problems: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
 
@@ -195,6 +201,8 @@ def _check(report, base, client, progress, device_cfg, keys, now):
             return
         _judge_archive(report, archive)
         _judge_on_device(report, archive, client, device_cfg)
+        if "delta" in named_signed[0]:
+            _judge_deltas(report, base, client, named_signed[0]["delta"], Path(work_dir) / "delta")
     report.range_status = _range_status(archive_url, client)
     if report.range_status != 206:
         report.warnings.append(
@@ -226,6 +234,54 @@ def _judge_latest(report, body):
     if not report.free_kb:
         report.warnings.append("latest gives no free-space figure: devices find out only at install")
     return named, signed
+
+
+def _judge_deltas(report, base, client, index_sha, path):
+    """The delta index latest names and each delta it lists, as a device reads them. What is
+    wrong is a warning: a device then takes the full release."""
+    index_url = base + report.filename + INDEX_SUFFIX
+    status, body, answered = _get_small(index_url, client)
+    if status != 200:
+        report.warnings.append("{}: {}: devices take the full release".format(
+            report.filename + INDEX_SUFFIX, _answers(index_url, answered, status)))
+        return
+    if hashlib.sha256(body).hexdigest() != index_sha.lower() or len(body) > _index._INDEX_MAX:
+        report.warnings.append("{} does not match latest's delta= hash, or is longer than {} bytes: devices "
+                               "take the full release".format(report.filename + INDEX_SUFFIX, _index._INDEX_MAX))
+        return
+    for line in body.decode(errors="replace").splitlines():
+        try:
+            from_version, name, _, sha, named, _ = _latest.parse_latest(line)
+            if not sha:
+                raise _core.VerifyError("it gives no SHA-256")
+        except _core.UotaError as error:
+            report.warnings.append("devices skip the delta line {!r}: {}".format(line[:80], error))
+            continue
+        problem = _judge_delta(base + name, client, path, from_version, report.version, sha, named)
+        if problem:
+            report.warnings.append("devices on {} take the full release: the delta {} {}".format(
+                from_version, name, problem))
+        else:
+            report.deltas.append("from {} ({} bytes)".format(from_version, path.stat().st_size))
+
+
+def _judge_delta(url, client, path, from_version, version, sha, named):
+    """What makes devices on `from_version` refuse the delta at `url`, or None."""
+    status, answered = _download(url, client, path, None)
+    if status != 200:
+        return _answers(url, answered, status)
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha or int(named.get("size", len(data))) != len(data):
+        return "does not match its SHA-256 or size in the index"
+    try:
+        with tarfile.open(path) as tar:
+            description = tar.extractfile(_core._DELTA).read().decode().split("\n")[0]
+            got_version = tar.extractfile("version").read().decode().strip()
+    except (KeyError, AttributeError, OSError, EOFError, tarfile.TarError, UnicodeDecodeError) as error:
+        return "is not a delta archive: {}".format(error)
+    if description != from_version or got_version != version:
+        return "goes from {} to {}, not from {} to {}".format(description, got_version, from_version, version)
+    return None
 
 
 def _judge_signature(report, keys, now, named, signed):
@@ -517,6 +573,8 @@ def format_report(report) -> List[str]:
         ]
     if report.signature is not None:
         lines.append("signed:    {}".format(report.signature))
+    if report.deltas:
+        lines.append("deltas:    {}".format(", ".join(report.deltas)))
     if report.rollout is not None:
         lines.append("rollout:   offered to {} % of devices (uota rollout DIST 100: to all)".format(report.rollout))
     if report.device_need is not None:
