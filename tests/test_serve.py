@@ -73,6 +73,14 @@ def test_latest_is_plain_text_and_not_cached(serving):
     assert headers["Cache-Control"] == "no-cache"
 
 
+def test_the_delta_index_is_plain_text_and_not_cached(serving, served_dir):
+    (served_dir / "firmware-1.0.0.tar.gz.deltas").write_text("0.9;firmware-1.0.0-from-0.9.tar.gz;4;%s\n" % ("0" * 64))
+    status, headers, _ = request(serving.url, "/firmware-1.0.0.tar.gz.deltas")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain")
+    assert headers["Cache-Control"] == "no-cache"
+
+
 @pytest.mark.parametrize(
     "range_header, first, last",
     [

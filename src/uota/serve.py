@@ -4,8 +4,8 @@ Good enough to update devices on a bench and to test against: it serves the
 regular files inside DIST and nothing else (no listings, no hidden files,
 no path or symlink leading outside DIST: all 404), answers GET and HEAD with
 `Content-Length`, `ETag`, `Last-Modified` and a Content-Type
-(`application/gzip` for archives, `text/plain` for `latest`, which also
-gets `Cache-Control: no-cache`), honours one `Range` (206, or 416 with
+(`application/gzip` for archives, `text/plain` for `latest` and the index
+of deltas, which also get `Cache-Control: no-cache`), honours one `Range` (206, or 416 with
 ``Content-Range: bytes */SIZE``; several ranges get the whole file),
 `If-Range`, `If-None-Match` and `If-Modified-Since` (304), and closes the
 connection after each answer.
@@ -33,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
 
+from .delta import INDEX_SUFFIX
 from .errors import CommandError
 from .pin import PIN_FORMS, load_certificate_file, pins_for_certificate
 
@@ -191,7 +192,7 @@ class _ReleaseHandler(BaseHTTPRequestHandler):
     def _send_validators(self, path, etag, last_modified):
         self.send_header("ETag", etag)
         self.send_header("Last-Modified", last_modified)
-        if path.name == _LATEST_FILE:
+        if _revalidated(path):
             self.send_header("Cache-Control", "no-cache")
 
     def _not_modified(self, etag, mtime):
@@ -259,8 +260,14 @@ def _parse_range(header, size):
     return first, min(last, size - 1)
 
 
+def _revalidated(path):
+    # What a republish may change under the same name: `latest`, and an index of deltas,
+    # which gains a line when the release is built again from one more earlier archive.
+    return path.name == _LATEST_FILE or path.name.endswith(INDEX_SUFFIX)
+
+
 def _content_type(path):
-    if path.name == _LATEST_FILE:
+    if _revalidated(path):
         return "text/plain; charset=utf-8"
     for suffix, content_type in _CONTENT_TYPES.items():
         if path.name.endswith(suffix):
