@@ -161,6 +161,7 @@ def test_device_on_the_old_release_downloads_only_the_delta(runtime, tmp_path, r
     device = device_on(runtime, tmp_path, served)
     result, log = device.update()
     assert result == "True True", log
+    assert "new version 1.1 is available as a delta" in log
     assert "/firmware-1.1-from-1.0.tar.gz" in served.requests
     assert "/firmware-1.1.tar.gz" not in served.requests
 

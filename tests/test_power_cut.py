@@ -168,7 +168,7 @@ def test_the_device_of_the_delta_sweeps_takes_the_delta(delta_releases):
     flash.set_in_package(device.module, "_log", lambda level, message: said.append(message))
     device.boot(flash.Flash(device.image_of_old))
     assert device.module.check_for_updates() and device.module.install_new_firmware()
-    assert "taking the delta from version %s" % OLD_VERSION in said
+    assert "new version %s is available as a delta" % NEW_VERSION in said
     assert device.tree() == delta_releases.new_tree
 
 

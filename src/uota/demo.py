@@ -4,9 +4,10 @@
     signing-key a key pair from `keygen`: the releases are signed with it, the devices
                 trust its public key (uota.cfg's keys)
     dist/       releases 1.0.0 and 1.1.0 from `build_release`, signed by `sign_release`;
-                `latest` names 1.1.0
-    devices/R/  one virtual device per runtime R, at 1.0.0, with its own config.json
-                (listed in uota.cfg's excluded_files, so an update keeps it)
+                1.1.0 also as a delta from 1.0.0; `latest` names 1.1.0 and the delta
+    devices/R/  one virtual device per runtime R, at 1.0.0 as its install left it, with its
+                own config.json (listed in uota.cfg's excluded_files, so an update keeps
+                it): it downloads the delta
 
 `dist` is served with `start_server` on 127.0.0.1; each device is updated with
 `simulate_device`, then its files are compared with the 1.1.0 archive. The
@@ -18,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from .build import build_release
+from .delta import INDEX_SUFFIX
 from .errors import CommandError
 from .serve import start_server
 from .sign import keygen, sign_release
@@ -53,13 +55,14 @@ def run_demo(work_dir, say) -> bool:
     dist = work_dir / "dist"
     private, public = keygen(work_dir / "signing-key")
     say("made the signing key {} and its public key {}".format(private.name, public.name))
-    releases = {version: _build(work_dir / "app", version, dist, private, say) for version in APP_FILES}
+    releases = {}
+    for version in APP_FILES:
+        releases[version] = _build(work_dir / "app", version, dist, private, say, list(releases.values()))
     server = start_server(dist)
     try:
         say("serving {} at {}".format(dist.relative_to(work_dir), server.url))
         results = [
-            _update_device(work_dir / "devices" / runtime, runtime, server.url, releases["1.1.0"],
-                           public.read_text(), say)
+            _update_device(work_dir / "devices" / runtime, runtime, server.url, releases, public.read_text(), say)
             for runtime in DEMO_RUNTIMES
         ]
     finally:
@@ -70,11 +73,14 @@ def run_demo(work_dir, say) -> bool:
     return updated == len(results)
 
 
-def _build(app, version, dist, key, say):
+def _build(app, version, dist, key, say, earlier):
     _write_files(app, APP_FILES[version])
-    release = build_release(app, version, dist)
+    release = build_release(app, version, dist, delta_from=[old.archive_path for old in earlier])
     say("built {} ({} bytes)".format(release.archive_path.name, release.archive_path.stat().st_size))
     say("  files: {}".format(", ".join(sorted(APP_FILES[version]) + ["version"])))
+    for delta in release.deltas:
+        say("  the delta from {}: {} ({} bytes), listed in {}".format(
+            delta.from_version, delta.path.name, delta.size, release.archive_path.name + INDEX_SUFFIX))
     say("  latest: {}".format(release.latest_line))
     signed = sign_release(dist, key)
     say("  signed by key {}: latest gains ;size={};sig=... (the devices check it)".format(
@@ -82,10 +88,11 @@ def _build(app, version, dist, key, say):
     return release
 
 
-def _update_device(root, runtime, url, release, trusted_key, say):
+def _update_device(root, runtime, url, releases, trusted_key, say):
     say("")
     say("[{}] device {}".format(runtime, root.relative_to(root.parent.parent)))
-    _set_up_device(root, url, trusted_key)
+    _set_up_device(root, url, trusted_key, releases["1.0.0"])
+    release = releases["1.1.0"]
     simulation = simulate_device(root, runtime)
     for line in format_simulation(simulation):
         say("  " + line)
@@ -99,10 +106,13 @@ def _update_device(root, runtime, url, release, trusted_key, say):
     return updated
 
 
-def _set_up_device(root, url, trusted_key):
-    """A device running 1.0.0: its files, its own config, the key it trusts, uota.cfg
-    pointing at `url`."""
+def _set_up_device(root, url, trusted_key, installed):
+    """A device running the release `installed` (1.0.0) as its install left it (its files
+    and their list, uota.files), its own config, the key it trusts, uota.cfg pointing at
+    `url`."""
     _write_files(root, APP_FILES["1.0.0"])
+    with tarfile.open(installed.archive_path) as archive:
+        (root / "uota.files").write_bytes(archive.extractfile("uota.files").read())
     _write_files(root, {
         "version": "1.0.0\n",
         LOCAL_CONFIG: DEVICE_CONFIG,

@@ -65,7 +65,8 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta=True):
     if free_kb * 1024 > _free_bytes() + offset:
         raise VerifyError("not enough free space: the release needs %d kB, %d kB free" % (free_kb, _free_bytes() // 1024))
     if not quiet:
-        _log("info", "new version %s is available%s" % (version, " (resuming at byte %d)" % offset if offset else ""))
+        _log("info", "new version %s is available%s%s" % (version, " as a delta" if delta else "",
+                                                         " (resuming at byte %d)" % offset if offset else ""))
     if sha:  # a download cut short can be resumed, and checked against the hash
         _write_state("partial", version, 0, sha, archive, excluded, (), refusals)
     retries = cfg.get("retries", 0)

@@ -43,8 +43,6 @@ def find_delta(cfg, pin, filename, index_sha, quiet):
         if found:
             _, name, free_kb, sha, named, _ = parse_latest(found.decode())
             if sha:
-                if not quiet:
-                    _log("info", "taking the delta from version %s" % current)
                 return name, free_kb, sha, int(named.get("size", "-1"))
         why = "none from version %s" % current
     except (DownloadError, VerifyError, OSError, ValueError) as e:
