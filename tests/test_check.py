@@ -381,8 +381,9 @@ def test_free_kb_reports_whether_devices_with_that_much_flash_free_have_room(goo
 
 @pytest.fixture
 def delta_release(tmp_path, dist):
-    old = build_release(write_tree(tmp_path / "app-1.0", APP), "1.0.0", tmp_path / "old")
-    new = dict(APP, **{"lib/util.py": "A = 2\n"})
+    app = dict(APP, **{"lib/data.py": "DATA = %r\n" % bytes(range(256)).hex() * 8})  # unchanged: a delta is smaller
+    old = build_release(write_tree(tmp_path / "app-1.0", app), "1.0.0", tmp_path / "old")
+    new = dict(app, **{"lib/util.py": "A = 2\n"})
     return build_release(write_tree(tmp_path / "app-1.1", new), "1.1.0", dist, delta_from=[old.archive_path])
 
 

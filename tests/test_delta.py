@@ -23,17 +23,18 @@ from uota.errors import CommandError
 from support.releases import Device, device_cfg, write_tree
 from support.standard import CUT_INSTALL
 
+SAME = "SAME = %r\n" % random.Random(1).randbytes(2000).hex()  # in A and B: no delta carries it
 A = {
     "main.py": "import app\n",
     "lib/app.py": "VERSION = 'A'\n",
     "lib/old.py": "OLD = True\n",  # B no longer has it
-    "lib/same.py": "SAME = True\n" * 50,  # unchanged: not in the delta
+    "lib/same.py": SAME,
     "wifi.json": '{"ssid": "factory"}\n',  # excluded on the device
 }
 B = {
     "main.py": "import app\n",
     "lib/app.py": "VERSION = 'B'\n",
-    "lib/same.py": "SAME = True\n" * 50,
+    "lib/same.py": SAME,
     "lib/new/added.py": "ADDED = True\n",
     "wifi.json": '{"ssid": "factory2"}\n',
 }
@@ -121,6 +122,14 @@ def test_delta_of_a_one_file_change_is_a_fraction_of_the_full_release(tmp_path, 
     b = build(tmp_path, dist, dict(files, **{"lib/module07.py": "X7 = 'changed'\n"}), "1.1",
               delta_from=[a.archive_path])
     assert b.deltas[0].size * 10 <= b.archive_path.stat().st_size
+
+
+def test_no_delta_is_written_that_is_not_smaller_than_the_full_archive(tmp_path, dist):
+    a = build(tmp_path, tmp_path / "dist-a", {"main.py": "A\n"}, "1.0")
+    b = build(tmp_path, dist, {"main.py": "B\n"}, "1.1", delta_from=[a.archive_path])
+    assert (b.deltas, b.no_delta_from) == ((), ("1.0",))
+    assert sorted(path.name for path in dist.iterdir()) == ["firmware-1.1.tar.gz", "latest"]
+    assert "delta=" not in (dist / "latest").read_text()
 
 
 def test_delta_build_is_reproducible(tmp_path, releases):
@@ -219,7 +228,7 @@ def test_a_broken_delta_gives_the_full_release_in_the_same_check(runtime, tmp_pa
 def test_a_delta_for_another_base_of_the_same_version_gives_the_full_release(runtime, tmp_path, releases, served):
     expected = full_tree(runtime, tmp_path, served)
     device = device_on(runtime, tmp_path, served)
-    other_a = build(tmp_path, tmp_path / "other-a", dict(A, **{"lib/same.py": "OTHER\n"}), "1.0")
+    other_a = build(tmp_path, tmp_path / "other-a", dict(A, **{"main.py": "import app  # another 1.0\n"}), "1.0")
     build(tmp_path, served.dist, B, "1.1", delta_from=[other_a.archive_path])
     result, log = device.update()
     assert result == "True True", log

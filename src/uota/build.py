@@ -104,9 +104,11 @@ class Release:
     # With --mpy: how many files were compiled, and describe_mpy() of them.
     mpy_count: int = 0
     mpy_format: str = ""
-    # With --delta-from: the SHA-256 of the deltas' index, and the deltas (delta.Delta).
+    # With --delta-from: the SHA-256 of the deltas' index, the deltas (delta.Delta), and the
+    # versions whose delta would not have been smaller than the archive (none was written).
     delta_index_sha256: str = ""
     deltas: tuple = ()
+    no_delta_from: tuple = ()
 
     @property
     def latest_line(self) -> str:
@@ -146,13 +148,14 @@ def build_release(source, version, out_dir, name=None, excludes=(), mpy=False,
     free_kb = -(-(_unpacked_size(members) + len(archive)) // 1024)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        index_sha256, deltas = "", ()
+        index_sha256, deltas, skipped = "", (), ()
         if delta_from:
             from .delta import build_deltas
 
-            index_sha256, deltas = build_deltas(members, version, name, out_dir, delta_from, window_bits)
-        release = Release(version, out_dir / name, out_dir / LATEST_FILE, free_kb,
-                          hashlib.sha256(archive).hexdigest(), mpy_count, mpy_format, index_sha256, tuple(deltas))
+            index_sha256, deltas, skipped = build_deltas(members, version, name, len(archive), out_dir, delta_from,
+                                                         window_bits)
+        release = Release(version, out_dir / name, out_dir / LATEST_FILE, free_kb, hashlib.sha256(archive).hexdigest(),
+                          mpy_count, mpy_format, index_sha256, tuple(deltas), tuple(skipped))
         write_atomically(release.archive_path, archive)
         write_atomically(release.latest_path, (release.latest_line + "\n").encode())
     except OSError as error:
@@ -469,6 +472,8 @@ def run(args):
     print("wrote {} ({} bytes)".format(release.archive_path, release.archive_path.stat().st_size))
     for delta in release.deltas:
         print("wrote {} ({} bytes): the delta from {}".format(delta.path, delta.size, delta.from_version))
+    for old_version in release.no_delta_from:
+        print("no delta from {}: it would not be smaller than the archive".format(old_version))
     if args.rollout is not None or args.key:
         from .rollout import set_rollout
 

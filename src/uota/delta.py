@@ -49,11 +49,12 @@ class Delta:
         return "{};{};{};{};size={}".format(self.from_version, self.path.name, self.free_kb, self.sha256, self.size)
 
 
-def build_deltas(members, version, archive_name, out_dir, old_archives, window_bits):
+def build_deltas(members, version, archive_name, full_size, out_dir, old_archives, window_bits):
     """Write a delta archive from each of `old_archives` to the release `members` (version
-    `version`, full archive `archive_name`) into `out_dir`, and their index; return
-    (the index's SHA-256, [Delta])."""
-    deltas, seen = [], set()
+    `version`, full archive `archive_name` of `full_size` bytes) into `out_dir`, and their
+    index; return (the index's SHA-256, [Delta], [the versions whose delta would not be
+    smaller than the full archive: none is written]). No index without a delta."""
+    deltas, seen, skipped = [], set(), []
     for old_archive in old_archives:
         old_version, old_list, old_folders = _read_old(old_archive)
         if _latest.compare_versions(old_version, version) >= 0:
@@ -64,13 +65,18 @@ def build_deltas(members, version, archive_name, out_dir, old_archives, window_b
         seen.add(old_version)
         delta_members = _delta_members(members, old_version, old_list, old_folders)
         data = _archive_bytes(delta_members, _source_date_epoch(), window_bits)
+        if len(data) >= full_size:
+            skipped.append(old_version)
+            continue
         path = out_dir / _delta_name(archive_name, old_version)
         free_kb = -(-(_unpacked_size(delta_members) + len(data)) // 1024)
         deltas.append(Delta(old_version, path, free_kb, hashlib.sha256(data).hexdigest(), len(data)))
         _write(path, data)
+    if not deltas:
+        return "", deltas, skipped
     index = "".join(delta.index_line + "\n" for delta in deltas).encode()
     _write(out_dir / (archive_name + INDEX_SUFFIX), index)
-    return hashlib.sha256(index).hexdigest(), deltas
+    return hashlib.sha256(index).hexdigest(), deltas, skipped
 
 
 def _delta_name(archive_name, old_version):

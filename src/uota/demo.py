@@ -1,6 +1,6 @@
 """`uota demo`: the whole job end to end, in a temporary folder.
 
-    app/        a small sample app: main.py, lib/greeting.py, config.json
+    app/        a small sample app: main.py, lib/greeting.py, lib/words.py, config.json
     signing-key a key pair from `keygen`: the releases are signed with it, the devices
                 trust its public key (uota.cfg's keys)
     dist/       releases 1.0.0 and 1.1.0 from `build_release`, signed by `sign_release`;
@@ -28,17 +28,20 @@ from .simulate import format_simulation, simulate_device
 DEMO_RUNTIMES = ("cpython", "micropython-1.29", "micropython-1.20")
 LOCAL_CONFIG = "config.json"
 
+WORDS = "WORDS = {}\n".format(["word{:03d}-{:x}".format(i, i * 2654435761 % 65536) for i in range(300)])
 APP_FILES = {
     "1.0.0": {
         "main.py": "from lib.greeting import greet\n\nprint(greet())\n",
         "lib/greeting.py": "def greet():\n    return 'hello from 1.0.0'\n",
         LOCAL_CONFIG: '{"room": "unnamed"}\n',
+        "lib/words.py": WORDS,
     },
     "1.1.0": {
         "main.py": "from lib.greeting import greet\nfrom lib.clock import uptime\n\nprint(greet(), uptime())\n",
         "lib/greeting.py": "def greet():\n    return 'hello from 1.1.0'\n",
         "lib/clock.py": "import time\n\n\ndef uptime():\n    return time.time()\n",
         LOCAL_CONFIG: '{"room": "unnamed"}\n',
+        "lib/words.py": WORDS,  # unchanged: the delta leaves it out
     },
 }
 # What each device was set up with; an update must not overwrite it.
