@@ -168,7 +168,7 @@ class _ReleaseHandler(BaseHTTPRequestHandler):
             self.send_response(206 if byte_range else 200)
             if byte_range:
                 self.send_header("Content-Range", "bytes {}-{}/{}".format(first, last, size))
-            self.send_header("Content-Type", _content_type(path))
+            self.send_header("Content-Type", content_type(path))
             self.send_header("Content-Length", str(last - first + 1))
             self.send_header("Accept-Ranges", "bytes")
             self._send_validators(path, etag, last_modified)
@@ -259,7 +259,8 @@ def _parse_range(header, size):
     return first, min(last, size - 1)
 
 
-def _content_type(path):
+def content_type(path):
+    """The Content-Type a release file is served with (`uota publish` stores the same)."""
     if path.name == _LATEST_FILE:
         return "text/plain; charset=utf-8"
     for suffix, content_type in _CONTENT_TYPES.items():
