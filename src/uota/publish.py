@@ -55,7 +55,7 @@ class ReleaseFile:
 
     @classmethod
     def read(cls, path):
-        sha256, md5, size = hashlib.sha256(), hashlib.md5(), 0
+        sha256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
         with open(path, "rb") as release_file:
             for block in iter(lambda: release_file.read(_CHUNK), b""):
                 sha256.update(block)
