@@ -38,16 +38,16 @@ def docs_bucket_policy(bucket, prefix):
 
 def build(dist, tmp_path, version, files=NEW, name=None):
     """`uota build` of files as version into dist; returns its Release."""
-    source = write_tree(tmp_path / "src-{}-{}".format(version, len(list(tmp_path.iterdir()))), files)
+    source = write_tree(tmp_path / "src-{}-{}".format(Path(dist).name, version), files)
     return build_release(source, version, dist, name=name)
 
 
-def anonymous_get(url, headers=None):
+def anonymous_get(url):
     """(status, headers, body) of a plain GET without credentials, as a device sends it."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     try:
-        connection.request("GET", parts.path, headers=headers or {})
+        connection.request("GET", parts.path)
         response = connection.getresponse()
         return response.status, response.headers, response.read()
     finally:
@@ -121,6 +121,16 @@ def test_every_archive_goes_up_before_latest(tmp_path, publisher, bucket):
     assert publisher.uploaded() == ["firmware-1.0.0.tar.gz", "update-1.1.0.tar.gz", "latest"]
     assert lines == ["uploaded s3://{}/app/{} ({} bytes)".format(bucket, path.name, path.stat().st_size)
                      for path in (dist / "firmware-1.0.0.tar.gz", dist / "update-1.1.0.tar.gz", dist / "latest")]
+
+
+def test_hidden_files_stay_behind(tmp_path, publisher, bucket):
+    dist = tmp_path / "dist"
+    build(dist, tmp_path, "1.1.0")
+    (dist / ".latest.k2j1.tmp").write_text("what an interrupted build leaves")
+
+    assert publisher(dist, bucket)[0] == 0
+
+    assert publisher.uploaded() == ["firmware-1.1.0.tar.gz", "latest"]
 
 
 def test_objects_are_served_with_the_headers_hosting_md_prescribes(tmp_path, s3_store, publisher, open_bucket):
@@ -241,7 +251,7 @@ def test_a_dry_run_says_what_would_go_up_and_uploads_nothing(tmp_path, s3_store,
                          "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) and what they may do\n"),
     ("nothing listening", "uota: cannot reach {endpoint}: Could not connect to the endpoint URL: "
                           "\"{endpoint}/{bucket}\"\n"),
-])
+], ids=["no-bucket", "wrong-secret", "unreachable"])
 def test_a_store_that_fails_is_one_line_and_status_1(tmp_path, s3_store, bucket, problem, expected):
     dist = tmp_path / "dist"
     build(dist, tmp_path, "1.1.0")
@@ -262,7 +272,8 @@ def test_a_store_that_fails_is_one_line_and_status_1(tmp_path, s3_store, bucket,
 def test_without_boto3_it_says_how_to_install_it(tmp_path):
     dist = tmp_path / "dist"
     build(dist, tmp_path, "1.1.0")
-    without_boto3 = "import sys; sys.modules['boto3'] = None; from uota.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    without_boto3 = ("import sys; sys.modules['boto3'] = None; "  # `import boto3` fails, as when not installed
+                     "from uota.__main__ import main; sys.exit(main(sys.argv[1:]))")
 
     result = subprocess.run([sys.executable, "-c", without_boto3, "publish", str(dist), "s3://updates/app"],
                             env=uota_command_env(), capture_output=True, text=True, timeout=60)
@@ -304,6 +315,11 @@ def test_an_archive_that_does_not_match_latest_is_refused(tmp_path):
                                                      "release\n".format(release.archive_path, dist / "latest"))
 
 
+def updated(before, release):
+    """The files of a device that was `before` once it installed the build of NEW `release`."""
+    return dict(expected_after_update(before, NEW), **{"uota.files": listed_files(release.archive_path)})
+
+
 def test_a_device_updates_from_the_bucket_over_http(runtime, tmp_path, s3_store, publisher, open_bucket):
     dist = tmp_path / "dist"
     release = build(dist, tmp_path, "1.1.0")
@@ -314,7 +330,7 @@ def test_a_device_updates_from_the_bucket_over_http(runtime, tmp_path, s3_store,
     result, log = device.update()
 
     assert result == "True True", log
-    assert device.files() == dict(expected_after_update(before, NEW), **{"uota.files": listed_files(release.archive_path)})
+    assert device.files() == updated(before, release)
 
 
 CHECK_TWICE = """
@@ -340,9 +356,8 @@ def test_a_cut_download_resumes_from_the_bucket_with_a_range_request(runtime, tm
     result, log = device.call(CHECK_TWICE)
 
     assert result == "False True True", log
-    archive_requests = [(head.split("\r\n", 1)[0], re.findall(r"(?im)^range: *(.*?)\r$", head))
-                        for head in proxy.requests if head.startswith("GET " + archive_path + " ")]
-    assert [ranges for _, ranges in archive_requests] == [[], ["bytes={}-".format(kept)]]
+    archive_heads = [head for head in proxy.requests if head.startswith("GET " + archive_path + " ")]
+    assert [re.findall(r"(?im)^range: *(.*?)\r$", head) for head in archive_heads] == [[], ["bytes={}-".format(kept)]]
     assert [status for request, status in proxy.answers if request.startswith("GET " + archive_path + " ")] == [
         "HTTP/1.1 200 OK", "HTTP/1.1 206 Partial Content"]
-    assert device.files() == dict(expected_after_update(before, NEW), **{"uota.files": listed_files(release.archive_path)})
+    assert device.files() == updated(before, release)
