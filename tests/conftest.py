@@ -3,4 +3,5 @@ pytest_plugins = [
     "support.fixtures_runtime",
     "support.fixtures_http",
     "support.fixtures_servers",
+    "support.fixtures_s3",
 ]

@@ -169,7 +169,7 @@ class _ReleaseHandler(BaseHTTPRequestHandler):
             self.send_response(206 if byte_range else 200)
             if byte_range:
                 self.send_header("Content-Range", "bytes {}-{}/{}".format(first, last, size))
-            self.send_header("Content-Type", _content_type(path))
+            self.send_header("Content-Type", content_type(path))
             self.send_header("Content-Length", str(last - first + 1))
             self.send_header("Accept-Ranges", "bytes")
             self._send_validators(path, etag, last_modified)
@@ -192,7 +192,7 @@ class _ReleaseHandler(BaseHTTPRequestHandler):
     def _send_validators(self, path, etag, last_modified):
         self.send_header("ETag", etag)
         self.send_header("Last-Modified", last_modified)
-        if _revalidated(path):
+        if revalidated(path):
             self.send_header("Cache-Control", "no-cache")
 
     def _not_modified(self, etag, mtime):
@@ -260,14 +260,16 @@ def _parse_range(header, size):
     return first, min(last, size - 1)
 
 
-def _revalidated(path):
-    # What a republish may change under the same name: `latest`, and an index of deltas,
-    # which gains a line when the release is built again from one more earlier archive.
+def revalidated(path):
+    """Whether a republish may change the file under the same name, so caches must
+    revalidate it: `latest`, and an index of deltas, which gains a line when the release is
+    built again from one more earlier archive."""
     return path.name == _LATEST_FILE or path.name.endswith(INDEX_SUFFIX)
 
 
-def _content_type(path):
-    if _revalidated(path):
+def content_type(path):
+    """The Content-Type a release file is served with (`uota publish` stores the same)."""
+    if revalidated(path):
         return "text/plain; charset=utf-8"
     for suffix, content_type in _CONTENT_TYPES.items():
         if path.name.endswith(suffix):

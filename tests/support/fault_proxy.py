@@ -17,7 +17,8 @@ A fault acts on the bytes of a response, headers and body counted together from 
                          response one byte per interval
 `proxy.faults = FaultsOnce({...})`: each fault acts on the next response for its path only.
 `strip_range = True` removes Range from requests, as a proxy that does not know it does.
-`proxy.requests` lists the request heads received, as text.
+`proxy.requests` lists the request heads received, as text; `proxy.answers` the request
+line and the server's status line of each response, as a pair of texts.
 
 The proxy reads the server's whole response before sending anything, so a fault lands on
 the exact byte it names whatever the server's write pattern. Every wait is bounded,
@@ -115,6 +116,7 @@ class FaultProxy:
         self.faults = {}
         self.strip_range = False
         self.requests = []
+        self.answers = []
         self._stopping = threading.Event()
         self._listener = socket.socket()
         self._listener.bind(("127.0.0.1", 0))
@@ -149,6 +151,7 @@ class FaultProxy:
                 with socket.create_connection(self.upstream, timeout=IO_TIMEOUT) as upstream:
                     upstream.sendall(head)
                     response = _read_to_end(upstream)
+                self.answers.append(tuple(part.split(b"\r\n", 1)[0].decode(errors="replace") for part in (head, response)))
                 self._send(client, response, self.faults.get(path, Fault()))
             except (OSError, IndexError):
                 pass  # the device went away or sent nonsense: nothing to forward

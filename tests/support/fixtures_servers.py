@@ -117,7 +117,9 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def _wait_for_port(port, process, error_log):
+def _wait_for_port(port, process, error_log, name="nginx"):
+    """True once 127.0.0.1:port accepts connections, False if the process ended first; fails
+    the test, showing error_log, when neither happens within the start timeout."""
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -127,7 +129,7 @@ def _wait_for_port(port, process, error_log):
             return True
         except OSError:
             time.sleep(0.05)
-    pytest.fail("nginx did not listen on port {} within {}s\n{}".format(port, _START_TIMEOUT, error_log.read_text()))
+    pytest.fail("{} did not listen on port {} within {}s\n{}".format(name, port, _START_TIMEOUT, error_log.read_text()))
 
 
 @pytest.fixture
