@@ -1,7 +1,8 @@
 """`uota publish DIST s3://BUCKET/PREFIX`: a release folder goes up to a real S3-compatible
 store (SeaweedFS on 127.0.0.1, `s3_store` in support/fixtures_s3.py), every archive before
 `latest`, with the headers docs/hosting.md prescribes, never replacing an archive; then real
-devices update from the bucket over plain HTTP, a cut download resuming with Range.
+devices update from the bucket over plain HTTP, a cut download resuming with Range, and by a
+delta release.
 
 Uploads run in this process, where a boto3 event hook records each PutObject request as it
 is sent (`publisher.puts`): that is how the order and the ACL are seen. What devices and
@@ -361,3 +362,37 @@ def test_a_cut_download_resumes_from_the_bucket_with_a_range_request(runtime, tm
     assert [status for request, status in proxy.answers if request.startswith("GET " + archive_path + " ")] == [
         "HTTP/1.1 200 OK", "HTTP/1.1 206 Partial Content"]
     assert device.files() == updated(before, release)
+
+
+def test_deltas_and_their_index_go_up_after_the_archives_and_before_latest(tmp_path, publisher, bucket):
+    dist = tmp_path / "dist"
+    old = build(dist, tmp_path, "1.1.0")
+    new = build_release(write_tree(tmp_path / "src-1.2.0", dict(NEW, **{"main.py": "print('1.2.0')\n"})),
+                        "1.2.0", dist, delta_from=[old.archive_path])
+
+    assert publisher(dist, bucket)[0] == 0
+
+    assert publisher.uploaded() == ["firmware-1.1.0.tar.gz", "firmware-1.2.0-from-1.1.0.tar.gz",
+                                    "firmware-1.2.0.tar.gz", "firmware-1.2.0.tar.gz.deltas", "latest"]
+    index_put = dict(publisher.puts)["firmware-1.2.0.tar.gz.deltas"]
+    assert (index_put["content-type"].split(";")[0], index_put["cache-control"]) == ("text/plain", "no-cache")
+    assert new.deltas[0].path.name in publisher.uploaded()
+
+
+def test_a_device_takes_a_delta_from_the_bucket(runtime, tmp_path, s3_store, publisher, open_bucket):
+    dist = tmp_path / "dist"
+    old = build(dist, tmp_path, "1.1.0")
+    assert publisher(dist, open_bucket)[0] == 0
+    device = make_device(runtime, tmp_path, object_url(s3_store, open_bucket, ""))
+    assert device.update()[0] == "True True"
+    newer = dict(NEW, **{"main.py": "print('1.2.0')\n"})
+    new = build_release(write_tree(tmp_path / "src-1.2.0", newer), "1.2.0", dist, delta_from=[old.archive_path])
+    assert publisher(dist, open_bucket)[0] == 0
+    before = device.files()
+
+    result, log = device.update()
+
+    assert result == "True True", log
+    assert "new version 1.2.0 is available as a delta" in log
+    assert device.files() == dict(before, **{"main.py": b"print('1.2.0')\n", "version": b"1.2.0",
+                                             "uota.files": listed_files(new.archive_path)})
