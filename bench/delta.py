@@ -222,6 +222,7 @@ def main():
         print("| change | download | archive bytes | wire bytes | requests | flash bytes programmed"
               " | time unpaced ms | time 250 KB/s ms | heap 1.20 / 1.28 KiB |")
         print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        full_by_count, delta_by_count = {}, {}
         for count in (1, 10):
             case = Case(work, old, old_files, count)
             row = {}
@@ -241,6 +242,8 @@ def main():
                     " / ".join(str(h) for h in heaps)), flush=True)
             if count == 1:
                 poll = poll_bytes(binaries[TIME_VERSION], code, case, work)
+            full_by_count[count] = row["full"][1:3]
+            delta_by_count[count] = row["delta"][1:3]
             full, delta = row["full"], row["delta"]
             print("| %s | delta / full | %.1f %% | %.1f %% | | %.1f %% | %.0f %% | %.0f %% | |" % (
                 case.label, 100 * delta[0] / full[0], 100 * delta[1] / full[1], 100 * delta[3] / full[3],
@@ -248,6 +251,38 @@ def main():
 
 
         print("A poll that finds nothing new: 1 request, %d bytes from the server." % poll)
+        print_fleet_costs(poll, full_by_count[1], delta_by_count[1], delta_by_count[10])
+
+
+FLEETS = (1000, 10000, 100000)  # devices
+POLL_MINUTES = (5, 15, 60)
+
+
+def print_fleet_costs(poll, full, delta_one, delta_ten):
+    """Requests and bytes a day at the origin (no CDN) for N devices polling every T
+    minutes, and for one release a day reaching every device: (bytes, requests) per update."""
+    print("\nA fleet, per day, from these figures: N devices polling every T minutes, and one "
+          "release reaching all of them")
+    print("| devices | poll every | polls: requests | polls: bytes | full release | delta, 1 file | delta, 10 files |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for devices in FLEETS:
+        for minutes in POLL_MINUTES:
+            polls = devices * 24 * 60 // minutes
+            updates = ["%s in %s requests" % (_size(devices * sent), _count(devices * requests))
+                       for sent, requests in (full, delta_one, delta_ten)]
+            print("| %s | %d min | %s | %s | %s |" % (_count(devices), minutes, _count(polls), _size(polls * poll),
+                                                     " | ".join(updates)))
+
+
+def _size(n):
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return "%.1f %s" % (n / scale, unit)
+    return "%d B" % n
+
+
+def _count(n):
+    return "{:,}".format(n)
 
 
 if __name__ == "__main__":
