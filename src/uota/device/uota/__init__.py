@@ -16,13 +16,13 @@
 #                        a delta, that this device's files are exactly the release it
 #                        applies to, _delta) -> check the delete list, the release's
 #                        uota.cfg's if it has one, and merge that uota.cfg with the
-#                        device's own settings (_cfg) -> when it moves updates to another url or
-#                        pins, GET latest there: it must offer this release or a newer
-#                        one (_fetch), signed by the keys it trusts, which must be keys
-#                        (_signature) ->
-#                        record it as ready, with what the install needs to know; a
-#                        download refused on the way is recorded as such (_core._refuse);
-#                        a delta that fails anywhere gives the full release, at once
+#                        device's own settings (_cfg) -> when it moves updates to another
+#                        url or pins, GET latest there: it must offer this release or a
+#                        newer one (_fetch), signed by the keys it trusts, which must be
+#                        keys (_signature) -> record it as ready, with what the install
+#                        needs to know; a download refused on the way is recorded as such
+#                        (_core._refuse); a delta that fails anywhere gives the full
+#                        release, at once
 #   status():            installed, pending and failed versions, the trial, the last
 #                        error (_status)
 #   install_new_firmware(): journal "installing" -> with trial_boots, the release goes on

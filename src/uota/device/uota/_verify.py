@@ -102,8 +102,12 @@ def check_archive(cfg, buf):
         return state, release_cfg, peak, _dropped(lines, files, ships_home or keeps_home, protected)
     if not listed or not _exists(_FILES):  # not opened to fail: see _core._read_text
         return state, release_cfg, peak, ()
-    with open(_FILES) as f:
-        return state, release_cfg, peak, _dropped(f, files, ships_home, protected)
+    try:
+        with open(_FILES) as f:
+            return state, release_cfg, peak, _dropped(f, files, ships_home, protected)
+    except OSError:  # a record that cannot be read keeps every file
+        return state, release_cfg, peak, ()
+
 
 def shipped(cfg, buf, paths):
     # {path: text} of the files of `paths` (canonical, at most _CFG_MAX bytes each) that the
