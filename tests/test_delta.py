@@ -323,3 +323,29 @@ def test_a_delta_deletes_only_files_the_installed_release_listed(runtime, tmp_pa
     assert "lib/old.py" not in after
     for path in ("data/log.txt", "wifi.json", "uota.cfg", "lib/same.py"):
         assert after[path] == before[path]
+
+
+def publish_index(served, text):
+    """Serve `text` as the index of deltas, named by its hash in latest: only its content
+    can make a device refuse it."""
+    index = served.dist / ("firmware-1.1.tar.gz" + INDEX_SUFFIX)
+    index.write_bytes(text)
+    latest = (served.dist / "latest").read_text().split(";delta=")[0]
+    (served.dist / "latest").write_text("%s;delta=%s\n" % (latest, hashlib.sha256(text).hexdigest()))
+
+
+@pytest.mark.parametrize("index", [
+    pytest.param(b"1.0;" + b"x" * 300, id="a line too long"),
+    pytest.param(b"0.1;firmware-1.1-from-0.1.tar.gz;4;%s\n" % (b"0" * 64) * 500, id="over 32 KB"),
+    pytest.param(b"1.0;../firmware-1.1-from-1.0.tar.gz;4;%s\n" % (b"0" * 64), id="an unsafe name"),
+    pytest.param(b"1.0;firmware-1.1-from-1.0.tar.gz;4\n", id="no hash"),
+    pytest.param(b"1.0;firmware-1.1-from-1.0.tar.gz;4;%s" % (b"0" * 64), id="unterminated"),
+])
+def test_a_hostile_index_gives_the_full_release(runtime, tmp_path, releases, served, index):
+    device = device_on(runtime, tmp_path, served)
+    publish_index(served, index)
+    result, log = device.update()
+    assert result == "True True", log
+    assert "no delta (" in log
+    assert served.requests[-1] == "/firmware-1.1.tar.gz"
+    assert not any("-from-" in path for path in served.requests)
