@@ -19,6 +19,7 @@ from uota.build import build_release
 from uota.delta import INDEX_SUFFIX
 from uota.device.uota import _latest
 from uota.errors import CommandError
+from uota.sign import keygen, sign_release
 
 from support.releases import Device, device_cfg, write_tree
 from support.standard import CUT_INSTALL
@@ -349,3 +350,42 @@ def test_a_hostile_index_gives_the_full_release(runtime, tmp_path, releases, ser
     assert "no delta (" in log
     assert served.requests[-1] == "/firmware-1.1.tar.gz"
     assert not any("-from-" in path for path in served.requests)
+
+
+# ---------------------------------------------------------------- signed releases
+
+
+@pytest.fixture(scope="module")
+def signing_key(tmp_path_factory):
+    return keygen(tmp_path_factory.mktemp("key") / "ota", bits=2048)
+
+
+def trusting(device, served, public):
+    """The device now checks latest's signature with `public` (as ota.pub)."""
+    write_tree(device.root, {"ota.pub": public.read_bytes(), "uota.cfg": device_cfg(served.url, keys=["ota.pub"])})
+
+
+def test_a_signed_release_s_delta_installs(runtime, tmp_path, releases, served, signing_key):
+    device = device_on(runtime, tmp_path, served)
+    trusting(device, served, signing_key[1])
+    sign_release(served.dist, signing_key[0])
+    result, log = device.update()
+    assert result == "True True", log
+    assert "available as a delta" in log
+
+
+def test_the_signature_covers_the_index_a_delta_comes_from(runtime, tmp_path, releases, served, signing_key):
+    device = device_on(runtime, tmp_path, served)
+    trusting(device, served, signing_key[1])
+    line = sign_release(served.dist, signing_key[0])
+    index = served.dist / ("firmware-1.1.tar.gz" + INDEX_SUFFIX)
+    forged = index.read_bytes().replace(b";size=", b";size=1")
+    index.write_bytes(forged)
+    signed_index = line.split(";delta=")[1][:64]
+    (served.dist / "latest").write_text(line.replace(signed_index, hashlib.sha256(forged).hexdigest()) + "\n")
+    before = device.files()
+    result, log = device.update()
+    assert result == "False False", log
+    assert "signature" in log
+    assert device.files() == before
+    assert not any("-from-" in path or path.endswith(INDEX_SUFFIX) for path in served.requests)
