@@ -125,9 +125,8 @@ def _check(quiet, version_check, pubkey_hash, delta=True):
         _unload(_FETCH_STEP)  # the signature's big integers get the heap the HTTP code had
         _check_signature(cfg, latest)
     got = _fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta)
-    full_sha = latest[3]
     latest = None  # garbage now, not an island in the heap the archive's check needs
-    if got != "downloaded":
+    if got != "downloaded" and got != "delta":
         return got == "ready"
     _unload(_FETCH_STEP)
     gc.collect()  # what the download left is garbage now: the window gets one free stretch
@@ -136,7 +135,7 @@ def _check(quiet, version_check, pubkey_hash, delta=True):
     except VerifyError as e:
         _remove(cfg["tmp_filename"])
         state = _read_state()
-        if delta and full_sha and state and state[3] != full_sha:  # a delta: the full release, now
+        if got == "delta":  # the full release, now
             _remove(_STATE)
             if not quiet:
                 _log("info", "delta failed (%s): taking the full release" % e)

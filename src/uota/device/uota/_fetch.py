@@ -13,7 +13,7 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta=True):
     # When `latest` (fetch_latest's) names a newer release, download it, or its delta from
     # this device's version (_index, _delta) when it names one and `delta`, and record it as
     # partial. Returns "newest" (nothing to do), "ready" (downloaded and checked in an
-    # earlier boot) or "downloaded".
+    # earlier boot), "downloaded" or "delta" (a delta was).
     version, filename, free_kb, sha, named, _ = latest
     if not sha and cfg.get("require_hash"):
         raise VerifyError("latest gives no SHA-256, and uota.cfg says 'require_hash'")
@@ -97,7 +97,7 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta=True):
             sleep(wait)
             offset = got
     _write_state("partial", version, size, sha, archive, excluded, (), refusals)  # whole, not checked yet
-    return "downloaded"
+    return "delta" if delta else "downloaded"
 
 
 def reach(cfg, pin, version, keys=None):
