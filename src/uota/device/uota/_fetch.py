@@ -9,11 +9,12 @@ from ._latest import _LATEST_MAX, compare_versions, parse_latest
 _CHUNK = const(1024)
 
 
-def fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta=True):
+def fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta_failed=None):
     # When `latest` (fetch_latest's) names a newer release, download it, or its delta from
-    # this device's version (_index, _delta) when it names one and `delta`, and record it as
-    # partial. Returns "newest" (nothing to do), "ready" (downloaded and checked in an
-    # earlier boot), "downloaded" or "delta" (a delta was).
+    # this device's version (_index, _delta) when it names one, and record it as partial;
+    # the full release when `delta_failed` (what made a delta fail in this check). Returns
+    # "newest" (nothing to do), "ready" (downloaded and checked in an earlier boot),
+    # "downloaded" or "delta" (a delta was).
     version, filename, free_kb, sha, named, _ = latest
     if not sha and cfg.get("require_hash"):
         raise VerifyError("latest gives no SHA-256, and uota.cfg says 'require_hash'")
@@ -45,8 +46,10 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta=True):
                               % (version, why, state[7]))
         refusals = state[2]
     size = int(named.get("size", "-1"))
+    if delta_failed is not None and not quiet:
+        _log("info", "delta failed (%s): taking the full release" % delta_failed)
     # A download of the full release already under way is finished, not swapped for a delta.
-    delta = delta and sha and "delta" in named and not (state and state[1] == version and state[3] == sha)
+    delta = delta_failed is None and sha and "delta" in named and not (state and state[1] == version and state[3] == sha)
     if delta:
         from ._index import find_delta
 
@@ -79,9 +82,7 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta=True):
             got = st[6] if st else 0
             # A delta refused, or not to be had at all (a cut one is resumed): the full release
             if delta and (isinstance(e, VerifyError) or got <= offset):
-                if not quiet:
-                    _log("info", "delta failed (%s): taking the full release" % e)
-                return fetch_release(cfg, latest, quiet, version_check, pubkey_hash, False)
+                return fetch_release(cfg, latest, quiet, version_check, pubkey_hash, e)
             if isinstance(e, VerifyError):
                 _refuse(version, sha, refusals, e)
                 raise
