@@ -117,14 +117,14 @@ def check_for_updates(version_check=True, quiet=False, pubkey_hash=b""):
         _unload(_CHECK_STEP)
 
 
-def _check(quiet, version_check, pubkey_hash, delta_failed=None):
+def _check(quiet, version_check, pubkey_hash, failed=None):
     cfg = _device_cfg()
     _recover(quiet)
     latest = _fetch_latest(cfg, pubkey_hash, _report(cfg))
     if cfg.get("keys"):  # before the version's order: an expired latest is a freeze attack
         _unload(_FETCH_STEP)  # the signature's big integers get the heap the HTTP code had
         _check_signature(cfg, latest)
-    got = _fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta_failed)
+    got = _fetch_release(cfg, latest, quiet, version_check, pubkey_hash, failed)
     latest = None  # garbage now, not an island in the heap the archive's check needs
     if got != "downloaded" and got != "delta":
         return got == "ready"
@@ -134,10 +134,9 @@ def _check(quiet, version_check, pubkey_hash, delta_failed=None):
         state, delete, need, new_cfg = _judge_download(cfg, pubkey_hash)
     except VerifyError as e:
         _remove(cfg["tmp_filename"])
-        state = _read_state()
-        if got == "delta":  # the full release, now
-            _remove(_STATE)
+        if got == "delta":  # the full release, now (its download replaces the delta's record)
             return _check(quiet, version_check, pubkey_hash, e)
+        state = _read_state()
         if state:
             _refuse(state[1], state[3], state[7], e)
         raise
@@ -199,11 +198,11 @@ def _check_signature(cfg, latest):
     _unload(_SIGNATURE_STEP)
 
 
-def _fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta_failed):
+def _fetch_release(cfg, latest, quiet, version_check, pubkey_hash, failed):
     gc.collect()
     from ._fetch import fetch_release
 
-    return fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta_failed)
+    return fetch_release(cfg, latest, quiet, version_check, pubkey_hash, failed)
 
 
 def _check_archive(cfg):

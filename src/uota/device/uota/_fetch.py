@@ -9,10 +9,10 @@ from ._latest import _LATEST_MAX, compare_versions, parse_latest
 _CHUNK = const(1024)
 
 
-def fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta_failed=None):
+def fetch_release(cfg, latest, quiet, version_check, pubkey_hash, failed=None):
     # When `latest` (fetch_latest's) names a newer release, download it, or its delta from
     # this device's version (_index, _delta) when it names one, and record it as partial;
-    # the full release when `delta_failed` (what made a delta fail in this check). Returns
+    # the full release when `failed` (what made a delta fail in this check). Returns
     # "newest" (nothing to do), "ready" (downloaded and checked in an earlier boot),
     # "downloaded" or "delta" (a delta was).
     version, filename, free_kb, sha, named, _ = latest
@@ -46,10 +46,10 @@ def fetch_release(cfg, latest, quiet, version_check, pubkey_hash, delta_failed=N
                               % (version, why, state[7]))
         refusals = state[2]
     size = int(named.get("size", "-1"))
-    if delta_failed is not None and not quiet:
-        _log("info", "delta failed (%s): taking the full release" % delta_failed)
+    if failed is not None and not quiet:
+        _log("info", "delta failed (%s): taking the full release" % failed)
     # A download of the full release already under way is finished, not swapped for a delta.
-    delta = delta_failed is None and sha and "delta" in named and not (state and state[1] == version and state[3] == sha)
+    delta = failed is None and sha and "delta" in named and not (state and state[1] == version and state[3] == sha)
     if delta:
         from ._index import find_delta
 
