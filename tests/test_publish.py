@@ -25,6 +25,7 @@ from support.standard import NEW, expected_after_update, make_device
 
 from uota import __main__ as cli
 from uota.build import build_release
+from uota.sign import keygen
 
 PREFIX = "app"
 HOSTING = (Path(__file__).resolve().parent.parent / "docs" / "hosting.md").read_text()
@@ -132,6 +133,19 @@ def test_hidden_files_stay_behind(tmp_path, publisher, bucket):
     assert publisher(dist, bucket)[0] == 0
 
     assert publisher.uploaded() == ["firmware-1.1.0.tar.gz", "latest"]
+
+
+def test_a_private_key_in_the_folder_stops_the_publish(tmp_path, publisher, bucket):
+    dist = tmp_path / "dist"
+    build(dist, tmp_path, "1.1.0")
+    private, _ = keygen(dist / "signing-key", bits=2048)
+
+    status, _, error = publisher(dist, bucket)
+
+    assert status == 1
+    assert error == "uota: {} holds a private key: move it out of {} (only the public key goes to devices, " \
+                    "inside a release). Nothing was uploaded.\n".format(private, dist)
+    assert publisher.uploaded() == []
 
 
 def test_objects_are_served_with_the_headers_hosting_md_prescribes(tmp_path, s3_store, publisher, open_bucket):

@@ -8,7 +8,7 @@ the indexes of deltas (``NAME.deltas``), then `latest`, so that a device never r
 `latest` or an index naming an archive that is not there yet. Hidden files (the
 temporaries of an interrupted `uota build`) stay behind. Before anything is sent,
 DIST must hold a `latest` the device's parser accepts and the archive it names, with
-the SHA-256 it gives.
+the SHA-256 it gives, and no private key (a signing key left in DIST would be public).
 
 Each object gets the Content-Type and Cache-Control of docs/hosting.md: `latest` and
 the indexes text/plain and ``no-cache`` (they change under the same name: every cache
@@ -44,6 +44,7 @@ ARCHIVE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 REVALIDATED_CACHE_CONTROL = "no-cache"  # latest and the indexes of deltas
 SHA256_METADATA = "uota-sha256"  # sent as x-amz-meta-uota-sha256
 _CHUNK = 64 * 1024
+_PRIVATE_KEY = b"PRIVATE KEY-----"  # the PEM header of any private key (uota keygen writes one)
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 _DENIED = ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken")
 
@@ -99,6 +100,10 @@ def release_files(dist):
         raise CommandError("{} names {}, which is not in {}".format(latest_path, archive_name, dist))
     others = sorted((revalidated(path), path.name) for path in dist.iterdir()
                     if path.is_file() and path.name != LATEST_FILE and not path.name.startswith("."))
+    for _, name in others:
+        if _PRIVATE_KEY in (dist / name).read_bytes()[:_CHUNK]:
+            raise CommandError("{} holds a private key: move it out of {} (only the public key goes to "
+                               "devices, inside a release). Nothing was uploaded.".format(dist / name, dist))
     files = [ReleaseFile.read(dist / name) for _, name in others] + [ReleaseFile.read(latest_path)]
     if sha256 and next(file for file in files if file.path == archive_path).sha256 != sha256:
         raise CommandError("{} does not match the SHA-256 in {}: rebuild the release".format(archive_path, latest_path))
