@@ -159,6 +159,24 @@ def test_delta_from_an_archive_without_a_file_list_is_refused(tmp_path, dist):
         build(tmp_path, dist, B, "1.1", delta_from=[plain])
 
 
+@pytest.mark.parametrize("version, files_list, error", [
+    (b"1.0 beta\n", b"", "invalid version"),
+    (b"1.0\n", b"not a SHA256 SIZE PATH line\n", "cannot read"),
+    (b"1.0\n", b"\xff\n", "cannot read"),
+])
+def test_delta_from_an_archive_with_a_broken_version_or_file_list_is_refused(tmp_path, dist, version, files_list,
+                                                                               error):
+    bad = tmp_path / "bad.tar.gz"
+    with tarfile.open(bad, "w:gz") as tar:
+        for name, data in (("version", version), ("uota.files", files_list)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(CommandError, match=error):
+        build(tmp_path, dist, B, "1.1", delta_from=[bad])
+    assert list(dist.iterdir()) == []
+
+
 def test_a_source_holding_uota_delta_is_refused(tmp_path, dist):
     with pytest.raises(CommandError, match="description of a delta"):
         build(tmp_path, dist, dict(B, **{"uota.delta": "1.0\n"}), "1.1")

@@ -56,14 +56,14 @@ def build_deltas(members, version, archive_name, full_size, out_dir, old_archive
     smaller than the full archive: none is written]). No index without a delta."""
     deltas, seen, skipped = [], set(), []
     for old_archive in old_archives:
-        old_version, old_list, old_folders = _read_old(old_archive)
+        old_version, old_list, old_files, old_folders = _read_old(old_archive)
         if _latest.compare_versions(old_version, version) >= 0:
             raise CommandError("{} is version {}, not older than {}: a delta goes from an older release".format(
                 old_archive, old_version, version))
         if old_version in seen:
             raise CommandError("two --delta-from archives are version {}".format(old_version))
         seen.add(old_version)
-        delta_members = _delta_members(members, old_version, old_list, old_folders)
+        delta_members = _delta_members(members, old_version, old_list, old_files, old_folders)
         data = _archive_bytes(delta_members, _source_date_epoch(), window_bits)
         if len(data) >= full_size:
             skipped.append(old_version)
@@ -85,7 +85,8 @@ def _delta_name(archive_name, old_version):
 
 
 def _read_old(path):
-    """(version, uota.files bytes, set of folders) of an archive `uota build` wrote."""
+    """(version, uota.files bytes, {path: (sha256, size)} of its files, set of folders) of an
+    archive `uota build` wrote."""
     try:
         with tarfile.open(path, "r:gz") as tar:
             names = {member.name: member for member in tar.getmembers()}
@@ -95,11 +96,15 @@ def _read_old(path):
             version = tar.extractfile(names["version"]).read().decode().strip()
             listed = tar.extractfile(names["uota.files"]).read()
             folders = {name for name, member in names.items() if member.isdir()}
-    except (OSError, tarfile.TarError, EOFError, UnicodeDecodeError) as error:
+        _latest.parse_version(version)
+        files = {}
+        for line in listed.decode().splitlines():
+            sha, size, name = line.split(" ", 2)
+            files[name] = (sha, int(size))
+            folders.update(_parents(name))
+    except (OSError, tarfile.TarError, EOFError, UnicodeDecodeError, ValueError, _core.UotaError) as error:
         raise CommandError("cannot read {} as a release archive: {}".format(path, error))
-    for line in listed.decode(errors="replace").splitlines():
-        folders.update(_parents(line.split(" ", 2)[-1]))
-    return version, listed, folders
+    return version, listed, files, folders
 
 
 def _parents(path):
@@ -107,11 +112,7 @@ def _parents(path):
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def _delta_members(members, old_version, old_list, old_folders):
-    old_files = {}
-    for line in old_list.decode().splitlines():
-        sha, size, path = line.split(" ", 2)
-        old_files[path] = (sha, int(size))
+def _delta_members(members, old_version, old_list, old_files, old_folders):
     new_files = {member.name for member in members if member.data is not None}
     deleted = [path for path in old_files if path not in new_files]
     description = "{}\n{}\n{}".format(old_version, hashlib.sha256(old_list).hexdigest(),
@@ -121,7 +122,7 @@ def _delta_members(members, old_version, old_list, old_folders):
         if member.data is None:
             if member.name not in old_folders:
                 chosen.append(member)
-        elif member.name in _ALWAYS or member.name == "uota.files" or \
+        elif member.name in _ALWAYS or member.name == _core._FILES or \
                 old_files.get(member.name) != (hashlib.sha256(member.data).hexdigest(), len(member.data)):
             chosen.append(member)
     return chosen
