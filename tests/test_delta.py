@@ -15,6 +15,7 @@ import tarfile
 
 import pytest
 
+from uota import __main__ as cli
 from uota.build import build_release
 from uota.delta import INDEX_SUFFIX
 from uota.device.uota import _latest
@@ -131,6 +132,18 @@ def test_no_delta_is_written_that_is_not_smaller_than_the_full_archive(tmp_path,
     assert (b.deltas, b.no_delta_from) == ((), ("1.0",))
     assert sorted(path.name for path in dist.iterdir()) == ["firmware-1.1.tar.gz", "latest"]
     assert "delta=" not in (dist / "latest").read_text()
+
+
+def test_uota_build_says_which_deltas_it_wrote_and_which_it_did_not(tmp_path, dist, capsys):
+    a = build(tmp_path, tmp_path / "dist-a", A, "1.0")
+    tiny = build(tmp_path, tmp_path / "dist-tiny", {"main.py": "TINY\n"}, "0.1")
+    status = cli.main(["build", str(write_tree(tmp_path / "src-b", B)), "--version", "1.1", "--out", str(dist),
+                       "--delta-from", str(a.archive_path), str(tiny.archive_path)])
+    lines = capsys.readouterr().out.splitlines()
+    delta = dist / "firmware-1.1-from-1.0.tar.gz"
+    assert status == 0
+    assert "wrote {} ({} bytes): the delta from 1.0".format(delta, delta.stat().st_size) in lines
+    assert "no delta from 0.1: it would not be smaller than the archive" in lines
 
 
 def test_delta_build_is_reproducible(tmp_path, releases):

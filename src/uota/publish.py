@@ -61,6 +61,9 @@ class ReleaseFile:
         sha256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
         with open(path, "rb") as release_file:
             for block in iter(lambda: release_file.read(_CHUNK), b""):
+                if not size and _PRIVATE_KEY in block:  # a PEM file starts with its header
+                    raise CommandError("{} holds a private key: move it out of {} (only the public key goes "
+                                       "to devices, inside a release). Nothing was uploaded.".format(path, path.parent))
                 sha256.update(block)
                 md5.update(block)
                 size += len(block)
@@ -100,10 +103,6 @@ def release_files(dist):
         raise CommandError("{} names {}, which is not in {}".format(latest_path, archive_name, dist))
     others = sorted((revalidated(path), path.name) for path in dist.iterdir()
                     if path.is_file() and path.name != LATEST_FILE and not path.name.startswith("."))
-    for _, name in others:
-        if _PRIVATE_KEY in (dist / name).read_bytes()[:_CHUNK]:
-            raise CommandError("{} holds a private key: move it out of {} (only the public key goes to "
-                               "devices, inside a release). Nothing was uploaded.".format(dist / name, dist))
     files = [ReleaseFile.read(dist / name) for _, name in others] + [ReleaseFile.read(latest_path)]
     if sha256 and next(file for file in files if file.path == archive_path).sha256 != sha256:
         raise CommandError("{} does not match the SHA-256 in {}: rebuild the release".format(archive_path, latest_path))
