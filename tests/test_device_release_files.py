@@ -206,3 +206,20 @@ def test_a_release_without_device_code_leaves_the_running_device_code(board, dis
     assert updated == "True True", log
     assert "lib/old.py" not in read_tree(board.root)  # what B dropped did go
     assert app == "B lib/blink.py lib/uota/__init__.py", log_app
+
+
+def test_a_delta_keeping_the_device_code_drops_a_module_the_release_no_longer_has(board, dist, tmp_path, server):
+    # The delta ships no device code (it is unchanged), yet the release still has it in place:
+    # what the release dropped from lib/uota/ goes, as with the full archive.
+    retired = {"lib/uota/_retired.py": "RETIRED = True\n"}
+    old = built(dist, tmp_path, with_device_code(dict(A, **retired)), "1.1.0")
+    assert board.run(UPDATE)[0] == "True True"
+    build_release(write_tree(tmp_path / "src-1.2.0", with_device_code(B)), "1.2.0", dist, delta_from=[old])
+
+    updated, log = board.run(UPDATE)
+    app, log_app = board.run(RUN_APP)
+
+    assert updated == "True True", log
+    assert "/firmware-1.2.0-from-1.1.0.tar.gz" in server.requests and "/firmware-1.2.0.tar.gz" not in server.requests
+    assert "lib/uota/_retired.py" not in read_tree(board.root)
+    assert app == "B lib/blink.py lib/uota/__init__.py", log_app
