@@ -161,21 +161,27 @@ except ImportError:
     import uzlib
     def gunzip(f):
         return uzlib.DecompIO(f, 16 + WBITS)
+try:
+    from uota._lookahead import Lookahead  # uota's own reader, where there is one
+    readers = (('DECOMPRESS', gunzip), ('LOOKAHEAD', lambda f: Lookahead(f, WBITS)))
+except ImportError:
+    readers = (('DECOMPRESS', gunzip),)
 buf = bytearray(1024)
 for i in range(len(DEVICES)):
-    gc.collect()
-    f = open(ARCHIVE, 'rb')
-    t0 = time.ticks_us()
-    stream = gunzip(f)
-    n = 0
-    while True:
-        got = stream.readinto(buf)
-        if not got:
-            break
-        n += got
-    t1 = time.ticks_us()
-    f.close()
-    print('DECOMPRESS', n, time.ticks_diff(t1, t0))
+    for label, reader in readers:
+        gc.collect()
+        f = open(ARCHIVE, 'rb')
+        t0 = time.ticks_us()
+        stream = reader(f)
+        n = 0
+        while True:
+            got = stream.readinto(buf)
+            if not got:
+                break
+            n += got
+        t1 = time.ticks_us()
+        f.close()
+        print(label, n, time.ticks_diff(t1, t0))
 """
 
 
@@ -505,7 +511,8 @@ def median(values):
 
 
 def measure_times(codes, releases, work):
-    """{code: {release: {pace: {"update": ms, "install": ms, "decompress": ms}}}} on TIME_VERSION."""
+    """{code: {release: {pace: {"update": ms, "install": ms, "decompress": ms, "lookahead": ms or None}}}}
+    on TIME_VERSION."""
     times = {}
     for code in codes:
         if code.name not in (".py", "original .py") or TIME_VERSION not in code.binaries:
@@ -525,6 +532,7 @@ def measure_times(codes, releases, work):
                                            code.module_dirs[TIME_VERSION], timeout=600)
                 runs = [line.split()[1:] for line in out.splitlines() if line.startswith("RUN")]
                 decompress = [int(line.split()[2]) for line in out.splitlines() if line.startswith("DECOMPRESS")]
+                lookahead = [int(line.split()[2]) for line in out.splitlines() if line.startswith("LOOKAHEAD")]
                 problems = [tree_problem(d, release, before) for d in devices]
                 if returncode != 0 or len(runs) != TIME_RUNS or any(r[:2] != ["True", "True"] for r in runs) \
                         or any(problems) or len(decompress) != TIME_RUNS:
@@ -534,6 +542,7 @@ def measure_times(codes, releases, work):
                     "update": median([int(r[2]) for r in runs]),
                     "install": median([int(r[3]) for r in runs]),
                     "decompress": median(decompress),
+                    "lookahead": median(lookahead) if lookahead else None,
                 }
                 shutil.rmtree(folder, ignore_errors=True)
     return times
@@ -618,16 +627,22 @@ def print_time_table(figures, original_given):
     print("\nTimes on MicroPython %s (unix port, %d KiB heap), median of %d runs in one process, ms"
           % (TIME_VERSION, TIME_HEAP, TIME_RUNS))
     print("  update: check_for_updates + install_new_firmware; install: install_new_firmware alone;")
-    print("  decompress: the whole .tar.gz through %s into a reused 1 KB buffer"
+    print("  decompress: the whole .tar.gz through %s into a reused 1 KB buffer, reading the file"
           % ("uzlib.DecompIO" if TIME_VERSION == "1.20.0" else "deflate.DeflateIO"))
-    print("%-14s %-18s %-9s %8s %8s %11s %16s" % ("device code", "release", "server", "update", "install",
-                                                 "decompress", "install/decomp."))
+    print("  (one read per byte, as the original's install does); lookahead: the same through uota's")
+    print("  _lookahead, which feeds it 1-3 KB at a time, as uota's check and install do with heap to spare")
+    print("%-14s %-18s %-9s %8s %8s %11s %16s %10s %16s" % (
+        "device code", "release", "server", "update", "install", "decompress", "install/decomp.", "lookahead",
+        "install/lookah."))
     for name, rows in times.items():
         for key, row in rows.items():
             for pace, entry in row.items():
-                print("%-14s %-18s %-9s %8.0f %8.0f %11.0f %16.2f" % (
+                lookahead = entry.get("lookahead")
+                print("%-14s %-18s %-9s %8.0f %8.0f %11.0f %16.2f %10s %16s" % (
                     name, releases[key]["label"], "%d KB/s" % (PACED_RATE // 1024) if pace == "paced" else "unpaced",
-                    entry["update"], entry["install"], entry["decompress"], entry["install"] / entry["decompress"]))
+                    entry["update"], entry["install"], entry["decompress"], entry["install"] / entry["decompress"],
+                    "%.0f" % lookahead if lookahead else "-",
+                    "%.2f" % (entry["install"] / lookahead) if lookahead else "-"))
     if not original_given:
         print("%-14s %-18s not given (see docs/performance.md)" % ("original .py", "tar -czf x1"))
 

@@ -326,7 +326,7 @@ def _check_device_rules(members, source):
         if member.name == _core._DELTA:
             raise CommandError("refusing to pack {}: a device reads it as the description of a delta release "
                                "(rename it, or leave it out with --exclude)".format(source / member.name))
-        if _verify.overwrites(member.name, tmp_filename):
+        if _verify._overwrites(member.name, member.name.lower(), (tmp_filename.lower(),) + _core._RECORDS):
             raise CommandError("refusing to pack {}: a device would refuse the release, as it names uota's "
                                "own state or download (delete it, or leave it out with --exclude)".format(
                                    source / member.name))

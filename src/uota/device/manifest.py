@@ -18,6 +18,8 @@ package("uota", files=[
     "_index.py",
     "_install.py",
     "_latest.py",
+    "_listed.py",
+    "_lookahead.py",
     "_paths.py",
     "_pin.py",
     "_response.py",

@@ -97,9 +97,9 @@ _CFG_STEP = _step("_cfg")
 _FETCH_STEP = _step("_fetch", "_http", "_response", "_url", "_latest", "_pin", "_der", "_fleet", "_index")
 _SIGNATURE_STEP = _step("_signature", "_der")
 _FLEET_STEP = _step("_fleet")
-_VERIFY_STEP = _step("_verify", "_tar", "_delta")
+_VERIFY_STEP = _step("_verify", "_tar", "_lookahead", "_delta", "_listed")
 _CHECK_STEP = _FETCH_STEP + _VERIFY_STEP + _SIGNATURE_STEP + _FLEET_STEP + _step("_cfg", "_paths")
-_INSTALL_STEP = _step("_install", "_tar", "_paths", "_trial", "_tree")
+_INSTALL_STEP = _step("_install", "_tar", "_lookahead", "_paths", "_trial", "_tree")
 
 
 def _unload(step):

@@ -45,13 +45,13 @@ def _apply(state, quiet):
     made = ""
     home = ""  # the running device code's folder, as the release spells it, when it ships code there
     keep = None  # on trial: keep(path, buf) backs a file up before it changes
+    if state[9]:  # compiled before the window (and the lookahead) take their share of the heap
+        from ._trial import begin, keep, new_folder
     tar = _Tar(state[4], buf)
     try:
         path = tar.next()  # the window is allocated now, while nothing has changed yet
         _write_state("retry" if state[0] == "retry" else "installing", *state[1:])
-        if state[9]:
-            from ._trial import begin, keep, new_folder
-
+        if keep:
             begin(version, state[3], state[9], buf)
         if _read_version() == version:
             _remove("version")  # a reinstall: only the new version file may commit it

@@ -1,9 +1,11 @@
 # The archive: tar in gzip, read through one buffer.
 
+import gc
+
 from ._core import UotaError, VerifyError, _number, const
 from ._paths import _safe_path
 
-_CHUNK = const(1024)
+_ROOM = const(16384)  # heap left beside the window, for the lookahead to be worth its 3.5 KB
 _MEMBERS_MAX = const(2000)
 _SMALL_MEMBER_MAX = const(4096)  # `version`, `uota.cfg` and pax/GNU name records
 
@@ -55,7 +57,17 @@ class _Tar:
         try:
             self.bits = window_bits(buf[: self.f.readinto(buf[:64])])
             self.f.seek(0)
-            self.gz = _gunzip(self.f, self.bits)
+            self.gz = None
+            # Only MicroPython's gc tells the free heap; CPython's zlib shim reads 1 KB at a time.
+            if hasattr(gc, "mem_free") and gc.mem_free() >= (1 << self.bits) + _ROOM:
+                try:
+                    from ._lookahead import Lookahead
+
+                    self.gz = Lookahead(self.f, self.bits)
+                except MemoryError:  # the window matters, the lookahead does not
+                    gc.collect()
+                    self.f.seek(0)
+            self.gz = self.gz or _gunzip(self.f, self.bits)
         except MemoryError:  # not the archive's fault: it is checked again at the next try
             self.f.close()
             raise UotaError("no RAM for the archive's %d-byte window" % (1 << self.bits))

@@ -6,7 +6,7 @@ import os
 
 from ._core import (_BACKUP, _DELTA, _FILES, _OWN_FILES, _RECORDS, _TMP_SUFFIX, UotaError, VerifyError, _exists, _free_bytes, _is_dir, _is_link, _read_state,
                     _stat, const)
-from ._paths import _HOME, _excluded, _new_parent, _parents, _safe_path
+from ._paths import _HOME, _excluded, _new_parent, _parents
 from ._tar import _Tar
 
 _PATHS_MAX = const(2000)  # distinct files and folders one archive may name
@@ -95,6 +95,8 @@ def check_archive(cfg, buf):
     finally:
         tar.close()
     tar = None  # frees the window for the record's lines
+    from ._listed import _dropped
+
     if delta is not None:
         from ._delta import check_base
 
@@ -127,14 +129,6 @@ def shipped(cfg, buf, paths):
     return texts
 
 
-def overwrites(path, archive):
-    # Whether a release may not write path on a device whose download is `archive`
-    # (tmp_filename): the download, uota's journal, a file being written, or another
-    # spelling of uota's own files (FAT finds names whatever their case). `uota build`
-    # refuses such a source file with this rule.
-    return _overwrites(path, path.lower(), (archive.lower(),) + _RECORDS)
-
-
 def _overwrites(path, key, protected):
     return (key in protected or key.startswith(_BACKUP + "/") or key.endswith(_TMP_SUFFIX)
             or key in _OWN_FILES and key != path)
@@ -144,31 +138,6 @@ def _members(tar, path):
     while path is not None:
         yield path
         path = tar.next()
-
-
-def _dropped(lines, files, ships_home, protected):
-    # Of the files named by `lines` of uota.files (SHA256HEX SIZE PATH), those on the device
-    # that go once the new files are in place: never what this release ships, what a release
-    # may not write, nor the running device code unless the release ships device code in its
-    # place. A hash collision keeps a file, which is safe; so does a record that cannot be read.
-    dropped = []
-    try:
-        for line in lines:
-            path = line.rstrip("\n").split(" ", 2)[-1]
-            key = path.lower()
-            if hash(key) in files or _overwrites(path, key, protected) or not ships_home and key.startswith(_HOME):
-                continue
-            try:
-                if _safe_path(path) != path:
-                    continue  # ./x names x: only one spelling counts
-            except VerifyError:
-                continue
-            st = _stat(path)
-            if st and not _is_dir(st):
-                dropped.append(path)
-    except (OSError, ValueError):  # a record that cannot be read, or is not text
-        return ()
-    return dropped
 
 
 def _new_folder(path, files, folders, bsize, backup):
