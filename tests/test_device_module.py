@@ -13,9 +13,9 @@ PACKAGE = DEVICE_MODULE_DIR / "uota"
 MODULES = sorted(PACKAGE.glob("*.py"))
 BOARD_MODULES = [m for m in MODULES if m.name != "_cpython.py"]  # only CPython loads _cpython
 # Built into MicroPython firmware (old `u` names included); logging is used when present,
-# machine on boards (the unix and WebAssembly ports have none).
+# machine on boards (the unix and WebAssembly ports have none); io for BytesIO, in every port.
 ALLOWED_IMPORTS = {
-    "os", "gc", "socket", "ssl", "hashlib", "uhashlib", "binascii",
+    "os", "gc", "socket", "ssl", "hashlib", "uhashlib", "binascii", "io",
     "deflate", "zlib", "uzlib", "micropython", "logging", "sys", "time", "machine",
 }
 

@@ -87,26 +87,24 @@ def _public(action, quiet, a=None, b=None):
         gc.collect()
 
 
-def _step(*names):
-    return tuple((__name__ + "." + name, name) for name in names)
-
-
-# The modules each step loads, unloaded when it is done: MicroPython then frees their
-# code. Built here, as _unload runs when the heap may be full.
-_CFG_STEP = _step("_cfg")
-_FETCH_STEP = _step("_fetch", "_http", "_response", "_url", "_latest", "_pin", "_der", "_fleet", "_index")
-_SIGNATURE_STEP = _step("_signature", "_der")
-_FLEET_STEP = _step("_fleet")
-_VERIFY_STEP = _step("_verify", "_tar", "_lookahead", "_delta", "_listed")
-_CHECK_STEP = _FETCH_STEP + _VERIFY_STEP + _SIGNATURE_STEP + _FLEET_STEP + _step("_cfg", "_paths")
-_INSTALL_STEP = _step("_install", "_tar", "_lookahead", "_paths", "_trial", "_tree")
+# The modules each step loads, unloaded when it is done: MicroPython then frees their code.
+# Their names are interned: unloading allocates nothing, as it runs when the heap may be full.
+_CFG_STEP = ("_cfg",)
+_FETCH_STEP = ("_fetch", "_http", "_response", "_url", "_latest", "_pin", "_der", "_fleet", "_index")
+_SIGNATURE_STEP = ("_signature", "_der")
+_FLEET_STEP = ("_fleet",)
+_VERIFY_STEP = ("_verify", "_tar", "_lookahead", "_delta", "_listed")
+_CHECK_STEP = _FETCH_STEP + _VERIFY_STEP + _SIGNATURE_STEP + _FLEET_STEP + ("_cfg", "_paths")
+_INSTALL_STEP = ("_install", "_tar", "_lookahead", "_paths", "_trial", "_tree")
 
 
 def _unload(step):
+    # An imported submodule is an attribute of this package; sys.modules has it by __name__.
     if _MICROPYTHON:
-        for module, name in step:
-            sys.modules.pop(module, None)
-            globals().pop(name, None)
+        for name in step:
+            module = globals().pop(name, None)
+            if module is not None:
+                sys.modules.pop(module.__name__, None)
 
 
 def check_for_updates(version_check=True, quiet=False, pubkey_hash=b""):
@@ -271,7 +269,7 @@ def status():
     try:
         return status(_last_error)
     finally:
-        _unload(_step("_status") + _INSTALL_STEP)
+        _unload(("_status",) + _INSTALL_STEP)
 
 
 def recover(quiet=False):
