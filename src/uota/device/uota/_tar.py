@@ -5,7 +5,7 @@ import gc
 from ._core import UotaError, VerifyError, _number, const
 from ._paths import _safe_path
 
-_ROOM = const(16384)  # heap left beside the window, for the lookahead to be worth its 3.5 KB
+_ROOM = const(24576)  # heap free beside the window for the lookahead (3.5 KB) to take its share
 _MEMBERS_MAX = const(2000)
 _SMALL_MEMBER_MAX = const(4096)  # `version`, `uota.cfg` and pax/GNU name records
 
