@@ -163,7 +163,7 @@ except ImportError:
         return uzlib.DecompIO(f, 16 + WBITS)
 try:
     from uota._lookahead import Lookahead  # uota's own reader, where there is one
-    readers = (('DECOMPRESS', gunzip), ('LOOKAHEAD', lambda f: Lookahead(f, WBITS)))
+    readers = (('DECOMPRESS', gunzip), ('LOOKAHEAD', lambda f: Lookahead(ARCHIVE, f, WBITS)))
 except ImportError:
     readers = (('DECOMPRESS', gunzip),)
 buf = bytearray(1024)

@@ -5,6 +5,7 @@
 
 import gc
 import io
+import os
 
 from ._core import const
 from ._tar import _gunzip
@@ -18,11 +19,11 @@ class Lookahead:
     # to self.end are the file's, the unread ones from its position on. Once self.io is None
     # the decompressor reads the file itself.
 
-    def __init__(self, f, bits):
+    def __init__(self, path, f, bits):
         self.f, self.bits = f, bits
         self.spare = memoryview(bytearray(512))  # what the bytes move through
-        self.size = f.seek(0, 2)
-        f.seek(0)
+        self.size = os.stat(path)[6]
+        self.taken = 0  # bytes read from the file so far
         self.io = io.BytesIO(_SIZE)
         self.end = self._load(_SIZE)
         self.io.seek(0)
@@ -71,13 +72,14 @@ class Lookahead:
                 break
             self.io.write(self.spare[:got])
             done += got
+        self.taken += done
         return done
 
     def _top_up(self):
         # When little is left unread, move it down and fill up behind it from the file.
         src, spare = self.io, self.spare
         pos = src.tell()
-        new = min(pos, self.size - self.f.tell())
+        new = min(pos, self.size - self.taken)
         if self.end - pos >= _LOW or not new:
             return
         start = at = pos - new
@@ -95,4 +97,4 @@ class Lookahead:
     def _dry(self):
         # Whether the decompressor took every buffered byte while the file has more: it may
         # then have wanted more, and read an end of input where there is none.
-        return self.io.tell() == self.end and self.f.tell() < self.size
+        return self.io.tell() == self.end and self.taken < self.size

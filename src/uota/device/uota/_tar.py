@@ -63,7 +63,7 @@ class _Tar:
                 try:
                     from ._lookahead import Lookahead
 
-                    self.gz = Lookahead(self.f, self.bits)
+                    self.gz = Lookahead(path, self.f, self.bits)
                 except MemoryError:  # the window matters, the lookahead does not
                     gc.collect()
                     self.f.seek(0)
