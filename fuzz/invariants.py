@@ -53,7 +53,7 @@ def read_response(stream):
     assert location is None or all("!" <= c <= "~" for c in location), "a Location that could change a request"
     response = _response._Response(stream, head, line)
     body = bytearray()
-    buf = memoryview(bytearray(_tar._CHUNK))
+    buf = memoryview(bytearray(_core._CHUNK))
     while True:
         n = response.readinto(buf)
         if not n:
@@ -217,7 +217,7 @@ def walk_archive(archive):
         f.write(archive)
         f.flush()
         try:
-            tar = _tar._Tar(f.name, bytearray(_tar._CHUNK))
+            tar = _tar._Tar(f.name, bytearray(_core._CHUNK))
         except _core.UotaError:
             return None
         paths = []
