@@ -65,34 +65,33 @@ class Lookahead:
 
     def _load(self, n):
         # Copy the file's next n bytes (fewer at its end) to self.io's position; the count.
-        done = 0
+        spare, done = self.spare, 0
         while done < n:
-            got = self.f.readinto(self.spare[: n - done])
+            got = self.f.readinto(spare if n - done >= 512 else spare[: n - done])
             if not got:
                 break
-            self.io.write(self.spare[:got])
+            self.io.write(spare if got == 512 else spare[:got])
             done += got
         self.taken += done
         return done
 
     def _top_up(self):
-        # When little is left unread, move it down and fill up behind it from the file.
-        src, spare = self.io, self.spare
+        # When little is left unread, move it down and fill up behind it from the file. The
+        # bytes move in whole 512-byte blocks (read ones among them, which go below the new
+        # position): a slice of spare, an allocation, is made only at the file's end.
+        src, spare, end = self.io, self.spare, self.end
         pos = src.tell()
-        new = min(pos, self.size - self.taken)
-        if self.end - pos >= _LOW or not new:
+        if end - pos >= _LOW or self.taken == self.size:
             return
-        start = at = pos - new
-        n = 1
-        while n:
-            src.seek(pos)
-            n = src.readinto(spare)
+        first = end - (end - pos + 511) // 512 * 512  # the block the unread bytes begin in
+        new = min(first, self.size - self.taken)
+        for at in range(first, end, 512):
             src.seek(at)
-            src.write(spare[:n])
-            at += n
-            pos += n
+            src.readinto(spare)
+            src.seek(at - new)
+            src.write(spare)
         self._load(new)
-        src.seek(start)
+        src.seek(pos - new)
 
     def _dry(self):
         # Whether the decompressor took every buffered byte while the file has more: it may
