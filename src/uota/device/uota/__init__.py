@@ -11,10 +11,11 @@
 #                        (_index) -> GET the archive (or the delta) into tmp_filename,
 #                        hashing as it streams, resumed with a Range request where an
 #                        earlier try was cut (_fetch) -> check the whole archive
-#                        (_verify, _tar: names, kinds, sizes, space; the files the
-#                        installed release listed in uota.files that this one drops; for
-#                        a delta, that this device's files are exactly the release it
-#                        applies to, _delta) -> check the delete list, the release's
+#                        (_verify, _tar, fed by _lookahead where the heap has room: names,
+#                        kinds, sizes, space; the files the installed release listed in
+#                        uota.files that this one drops, _listed; for a delta, that this
+#                        device's files are exactly the release it applies to, _delta)
+#                        -> check the delete list, the release's
 #                        uota.cfg's if it has one, and merge that uota.cfg with the
 #                        device's own settings (_cfg) -> when it moves updates to another
 #                        url or pins, GET latest there: it must offer this release or a

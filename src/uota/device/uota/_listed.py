@@ -6,7 +6,7 @@ from ._paths import _HOME, _safe_path
 from ._verify import _overwrites
 
 
-def _dropped(lines, files, ships_home, protected):
+def dropped(lines, files, ships_home, protected):
     # Of the files named by `lines` of uota.files (SHA256HEX SIZE PATH), those on the device
     # that go once the new files are in place: never what this release ships, what a release
     # may not write, nor the running device code unless the release ships device code in its

@@ -94,19 +94,19 @@ def check_archive(cfg, buf):
         raise UotaError("not enough RAM to check the archive")
     finally:
         tar.close()
-    tar = None  # frees the window for the record's lines
-    from ._listed import _dropped
+    tar = None  # frees the window for the record's lines, and for the code that reads them
+    from ._listed import dropped
 
     if delta is not None:
         from ._delta import check_base
 
         lines, keeps_home = check_base(delta, listed, files, excluded, buf)
-        return state, release_cfg, peak, _dropped(lines, files, ships_home or keeps_home, protected)
+        return state, release_cfg, peak, dropped(lines, files, ships_home or keeps_home, protected)
     if not listed or not _exists(_FILES):  # not opened to fail: see _core._read_text
         return state, release_cfg, peak, ()
     try:
         with open(_FILES) as f:
-            return state, release_cfg, peak, _dropped(f, files, ships_home, protected)
+            return state, release_cfg, peak, dropped(f, files, ships_home, protected)
     except OSError:  # a record that cannot be read keeps every file
         return state, release_cfg, peak, ()
 
