@@ -127,6 +127,24 @@ def test_an_update_on_trial_completes_within_the_same_budget(binaries, bench_rel
     assert bench.tree_problem(device, release, before) is None, out
 
 
+@pytest.mark.parametrize("release_key", ["window-x1", "trial-x1"], ids=["plain", "on-trial"])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_heap_above_the_budget_completes(binaries, bench_releases, code_py, work, version, release_key):
+    # What the README promises of the budget: the update keeps completing in every larger
+    # heap, also across the heaps where the archive's reader starts taking its lookahead
+    # (_tar's _ROOM; its fallbacks, _lookahead). Devices sit where bench/heap.py puts them.
+    release = bench_releases[release_key]
+    for heap in range(HEAP_KIB[version], HEAP_KIB[version] + 3 * MARGIN_KIB + 1):
+        device = bench.old_device(work / ("device-%s-%04d" % (release_key[:4], heap)), release.url(), trial=release.trial)
+        before = read_tree(device)
+
+        result, out = update(binaries[version], device, heap, code_py)
+
+        assert result == ["True", "True"], "at %d KiB: %s" % (heap, out)
+        assert bench.tree_problem(device, release, before) is None, out
+        shutil.rmtree(device)
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_half_the_budget_fails_cleanly_and_a_retry_completes(binaries, bench_releases, code_py, tmp_path, version):
     release = bench_releases["window-x1"]
