@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 from uota.device import uota
-from uota.device.uota import _cfg, _core, _http, _install, _latest, _paths, _response, _tar, _url
+from uota.device.uota import _cfg, _core, _fetch, _http, _install, _latest, _paths, _response, _tar, _url
 
 VERSION = "1.1.0"  # what the archives' version member says
 FILENAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+~")
@@ -53,7 +53,7 @@ def read_response(stream):
     assert location is None or all("!" <= c <= "~" for c in location), "a Location that could change a request"
     response = _response._Response(stream, head, line)
     body = bytearray()
-    buf = memoryview(bytearray(_core._CHUNK))
+    buf = memoryview(bytearray(_fetch._CHUNK))  # the download's buffer
     while True:
         n = response.readinto(buf)
         if not n:
@@ -217,7 +217,7 @@ def walk_archive(archive):
         f.write(archive)
         f.flush()
         try:
-            tar = _tar._Tar(f.name, bytearray(_core._CHUNK))
+            tar = _tar._Tar(f.name, bytearray(_install._CHUNK))
         except _core.UotaError:
             return None
         paths = []

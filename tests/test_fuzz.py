@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from uota.device.uota import _cfg, _core, _latest, _response, _tar, _url
+from uota.device.uota import _cfg, _core, _fetch, _install, _latest, _response, _tar, _url
 from invariants import (
     VERSION,
     ByteStream,
@@ -470,7 +470,7 @@ def test_an_archive_of_many_distinct_folders_is_refused_within_a_memory_bound():
 def read_some_body(stream, amount=1 << 20):
     line = bytearray(_response._LINE_MAX)
     response = _response._Response(stream, _response._read_head(stream, line), line)
-    buf = memoryview(bytearray(_core._CHUNK))
+    buf = memoryview(bytearray(_fetch._CHUNK))  # the download's buffer
     while amount > 0:
         amount -= response.readinto(buf)
 
@@ -504,7 +504,7 @@ def test_tar_size_of_ten_to_the_twelve_allocates_nothing_in_proportion(tmp_path)
     archive.write_bytes(gzip.compress(pax_header(records)[:-512] + b"z" * 300_000, mtime=0))
 
     def read_members():
-        tar = _tar._Tar(str(archive), bytearray(_core._CHUNK))
+        tar = _tar._Tar(str(archive), bytearray(_install._CHUNK))
         try:
             assert tar.next() == "file.py" and tar.left == 10**12
             with pytest.raises(_core.VerifyError):

@@ -66,7 +66,7 @@ from ._core import (VERSION, _BACKUP, _STATE, _TMP_SUFFIX, _TRIAL, DownloadError
 
 _FAILURES = (UotaError, OSError, ValueError, MemoryError)  # built once: a full heap may raise here
 _MICROPYTHON = sys.implementation.name == "micropython"
-_CHUNK = const(1024)  # the archive's check reads it through one buffer of this size
+_CHUNK = const(512)  # the archive's check reads it through one buffer of this size
 _last_error = None  # why the last call of this boot failed, for status()
 
 

@@ -15,7 +15,6 @@ except ImportError:  # CPython
 
 VERSION = "0.1.0"
 
-_CHUNK = const(1024)  # the one I/O buffer: socket, hash, tar headers and file data
 _TMP_SUFFIX = ".uota-new"
 _STATE = "uota.state"
 _SWAP = "uota.swap"  # while there, new device code is complete beside the old (_install)

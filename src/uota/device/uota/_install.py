@@ -12,7 +12,7 @@ from ._paths import _HOME, _excluded, _new_parent
 from ._tree import _makedirs, _remove_tree, swap_group
 from ._tar import _Tar
 
-_CHUNK = const(1024)
+_CHUNK = const(512)  # the copy's buffer: half a KB more for the window's stretch counts for more
 
 
 def _install(state, quiet):
@@ -47,14 +47,17 @@ def _apply(state, quiet):
     keep = None  # on trial: keep(path, buf) backs a file up before it changes
     if state[9]:  # compiled before the window (and the lookahead) take their share of the heap
         from ._trial import begin, keep, new_folder
+    # Read and written before the window takes its share of the heap: a window that does not
+    # fit fails the install as any failure does (_install), before anything has changed.
+    reinstall = _read_version() == version
+    _write_state("retry" if state[0] == "retry" else "installing", *state[1:])
     tar = _Tar(state[4], buf)
     try:
-        path = tar.next()  # the window is allocated now, while nothing has changed yet
-        _write_state("retry" if state[0] == "retry" else "installing", *state[1:])
+        path = tar.next()  # the window is allocated now
         if keep:
             begin(version, state[3], state[9], buf)
-        if _read_version() == version:
-            _remove("version")  # a reinstall: only the new version file may commit it
+        if reinstall:
+            _remove("version")  # only the new version file may commit it
         while path is not None:
             if not (path in ("", "version", _DELTA) or _excluded(path.lower(), excluded)):
                 folder = path if tar.is_dir else _new_parent(path, made)
