@@ -48,7 +48,8 @@ def _apply(state, quiet):
     if state[9]:  # compiled before the window (and the lookahead) take their share of the heap
         from ._trial import begin, keep, new_folder
     # Read and written before the window takes its share of the heap: a window that does not
-    # fit fails the install as any failure does (_install), before anything has changed.
+    # fit then fails the install as any failure does (_install), no file of the application
+    # changed yet.
     reinstall = _read_version() == version
     _write_state("retry" if state[0] == "retry" else "installing", *state[1:])
     tar = _Tar(state[4], buf)
