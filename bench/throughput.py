@@ -3,7 +3,7 @@ decompress the same archive to nowhere (the floor), on the same runtime, in the 
 
 The device first downloads the reference release (bench/memory.py); a second run times the
 floor, with the device module's own reader of the archive (its decompressor, fed through the
-lookahead where the heap has room) and 1 KB buffer, then install_new_firmware().
+lookahead where the heap has room) and buffer size (512 bytes), then install_new_firmware().
 
     PYTHONPATH=tests python bench/throughput.py [--runtime micropython-1.29 ...]
 """
@@ -23,7 +23,7 @@ TIME_INSTALL = """
 import time, uota
 from uota import _lookahead, _tar  # compiled before the clock starts
 now = getattr(time, "ticks_ms", None) or (lambda: time.perf_counter() * 1000)
-buf = memoryview(bytearray(1024))
+buf = memoryview(bytearray(512))  # the install's (_install._CHUNK, a const MicroPython does not export)
 start = now()
 tar = _tar._Tar("fw.tmp", buf)  # the install's own reader: through the lookahead where it fits
 while tar.gz.readinto(buf):
