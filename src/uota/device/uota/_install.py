@@ -12,7 +12,7 @@ from ._paths import _HOME, _excluded, _new_parent
 from ._tree import _makedirs, _remove_tree, swap_group
 from ._tar import _Tar
 
-_CHUNK = const(512)  # the copy's buffer: half a KB more for the window's stretch counts for more
+_CHUNK = const(512)  # the copy's buffer: small, so that the window finds its stretch in the smallest heaps
 
 
 def _install(state, quiet):
