@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ["memory.py", "heap.py", "delta.py", "naive.py", "throughput.py", "wire.py", "fleet.py"]
+SCRIPTS = ["memory.py", "heap.py", "messages.py", "delta.py", "naive.py", "throughput.py", "wire.py", "fleet.py"]
 
 
 def main():
