@@ -20,8 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from heap import DEVICE_DIR
+
 BENCH = Path(__file__).resolve().parent
-DEVICE_DIR = BENCH.parent / "src" / "uota" / "device"
 MESSAGE_CALLS = ("_log", "UotaError", "DownloadError", "VerifyError")
 CONVERSION = re.compile(r"%[-+ #0-9.]*[sdrxf%]")
 

@@ -85,10 +85,10 @@ def code_mpy(binaries, code_py, work):
     return folders
 
 
-def update(binary, device, heap, module_dir=None):
+def update(binary, device, heap, module_dir=None, script=bench.UPDATE):
     """Run one update (module_dir None: the firmware has uota frozen); (what the script
     printed as RESULT, its output)."""
-    returncode, out, err = run(binary, device, bench.UPDATE, heap, [module_dir] if module_dir else [])
+    returncode, out, err = run(binary, device, script, heap, [module_dir] if module_dir else [])
     assert returncode == 0 and not err.strip(), "uncaught exception at %d KiB:\n%s%s" % (heap, out, err)
     results = [line.split()[1:] for line in out.splitlines() if line.startswith("RESULT")]
     assert results, out
@@ -264,10 +264,9 @@ def test_check_and_install_leave_the_application_its_heap(binaries, bench_releas
     device, _ = fresh_device(tmp_path, bench_releases["window-x1"])
     module_dir = code_py if form == "py" else code_mpy[version]
 
-    returncode, out, err = run(binaries[version], device, LEFT_IN_USE, 256, [module_dir])
+    result, out = update(binaries[version], device, 256, module_dir, LEFT_IN_USE)
 
-    assert returncode == 0 and not err.strip(), out + err
-    found, installed, checked, done = out.split("RESULT")[-1].split()
+    found, installed, checked, done = result
     assert (found, installed) == ("True", "True"), out
     assert int(checked) <= LEFT_KIB * 1024, "check_for_updates() left %s bytes in use" % checked
     assert int(done) <= LEFT_KIB * 1024, "install_new_firmware() left %s bytes in use" % done
